@@ -1,0 +1,240 @@
+"""Boot a kernel under qemu-system-x86_64 and drive it.
+
+The guest's serial console is QEMU's stdio; a reader thread copies it into a
+log file and an in-memory buffer. The guest init (initramfs.py) runs a shell
+on the console; run() sends a command followed by a unique end marker and
+waits for that marker. QMP is a TCP socket on 127.0.0.1. Every wait has a
+bounded timeout and names the condition that was not met.
+"""
+
+import json
+import os
+import re
+import socket
+import subprocess
+import threading
+import time
+
+# Console lines that fail a run: kernel warnings and crashes, sanitizer and
+# lockdep reports, hung tasks, soft lockups, list corruption.
+SPLAT = re.compile(
+    r"(WARNING: CPU: \d+ PID: \d+|------------\[ cut here \]------------|"
+    r"kernel BUG at|BUG: |Oops: |general protection fault|"
+    r"KASAN: |UBSAN: |possible circular locking dependency|"
+    r"possible recursive locking|inconsistent lock state|"
+    r"suspicious RCU usage|INFO: task .* blocked for more than|"
+    r"watchdog: BUG: soft lockup|list_(add|del) corruption|"
+    r"Kernel panic - not syncing|page dumped because)")
+
+
+class GuestError(Exception):
+    """A condition the harness waited for was not met."""
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def kvm_usable():
+    """KVM is used only when asked for (HARNESS_KVM=1): on this project's
+    machines /dev/kvm exists but a KVM guest hangs before its first line."""
+    return os.environ.get("HARNESS_KVM") == "1" and os.access("/dev/kvm", os.W_OK)
+
+
+class Guest:
+    def __init__(self, kernel, initrd, log_path, mem_mb=512, smp=2,
+                 append="", balloon_args="", extra=(), trace=None):
+        self.log_path = log_path
+        self.port = _free_port()
+        accel = "kvm" if kvm_usable() else "tcg"
+        cmdline = ("console=ttyS0 panic=-1 oops=panic loglevel=7 "
+                   "printk.devkmsg=on " + append).strip()
+        self.cmd = [
+            "qemu-system-x86_64", "-M", "pc", "-accel", accel,
+            "-m", str(mem_mb), "-smp", str(smp),
+            "-kernel", kernel, "-initrd", initrd, "-append", cmdline,
+            "-display", "none", "-monitor", "none", "-serial", "stdio",
+            "-no-reboot", "-nodefaults",
+            "-qmp", "tcp:127.0.0.1:%d,server=on,wait=off" % self.port,
+            "-device", "virtio-balloon-pci,id=balloon0" +
+            ("," + balloon_args if balloon_args else ""),
+        ]
+        if trace:
+            self.cmd += ["-trace", trace]
+        self.cmd += list(extra)
+        self.buf = ""
+        self.lock = threading.Condition()
+        self.proc = None
+        self.qmp_sock = None
+        self.qmp_file = None
+        self.seq = 0
+
+    # ---- lifecycle
+    def start(self, ready_timeout=120):
+        self.log = open(self.log_path, "w", errors="replace")
+        self.log.write("# " + " ".join(self.cmd) + "\n")
+        self.log.flush()
+        self.proc = subprocess.Popen(
+            self.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, bufsize=0)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        self.wait_for(r"HARNESS-READY", ready_timeout, "guest init reached its shell")
+        self._qmp_connect()
+        # Make the shell's output easy to parse.
+        self.run("stty -echo 2>/dev/null; PS1=''; export PS1", timeout=30)
+        return self
+
+    def _read(self):
+        while True:
+            data = self.proc.stdout.read1(65536) if hasattr(self.proc.stdout, "read1") \
+                else os.read(self.proc.stdout.fileno(), 65536)
+            if not data:
+                break
+            text = data.decode("utf-8", "replace").replace("\r", "")
+            self.log.write(text)
+            self.log.flush()
+            with self.lock:
+                self.buf += text
+                self.lock.notify_all()
+        with self.lock:
+            self.lock.notify_all()
+
+    def stop(self, timeout=30):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                self.qmp("quit")
+            except Exception:
+                pass
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.reader.join(5)
+        if self.qmp_sock:
+            self.qmp_sock.close()
+        self.log.close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # ---- console
+    def wait_for(self, pattern, timeout, what, start=0):
+        """Wait until `pattern` appears in the console after offset `start`;
+        return the match. Raises GuestError naming `what` on timeout or exit."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while True:
+                m = rx.search(self.buf, start)
+                if m:
+                    return m
+                if self.proc.poll() is not None:
+                    raise GuestError("QEMU exited (status %s) before: %s"
+                                     % (self.proc.returncode, what))
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise GuestError("timed out after %ss waiting for: %s"
+                                     % (timeout, what))
+                self.lock.wait(min(left, 1.0))
+
+    def run(self, command, timeout=60, check=True):
+        """Run a shell command in the guest; return (status, output)."""
+        self.seq += 1
+        tag = "HARNESS-END-%d" % self.seq
+        with self.lock:
+            start = len(self.buf)
+        line = "%s; echo %s-$?-%s\n" % (command, tag[:8], tag[8:])
+        self.proc.stdin.write(line.encode())
+        self.proc.stdin.flush()
+        m = self.wait_for(r"%s-(\d+)-%s\n" % (re.escape(tag[:8]), re.escape(tag[8:])),
+                          timeout, "guest command to finish: %s" % command, start)
+        out = self.buf[start:m.start()]
+        status = int(m.group(1))
+        if check and status != 0:
+            raise GuestError("guest command failed (%d): %s\n%s" % (status, command, out))
+        return status, out
+
+    def read(self, path):
+        return self.run("cat " + path)[1]
+
+    def vmstat(self):
+        out = self.read("/proc/vmstat")
+        return {k: int(v) for k, v in (l.split() for l in out.splitlines() if len(l.split()) == 2)}
+
+    def meminfo(self):
+        out = self.read("/proc/meminfo")
+        res = {}
+        for l in out.splitlines():
+            m = re.match(r"(\S+):\s+(\d+)", l)
+            if m:
+                res[m.group(1)] = int(m.group(2))
+        return res
+
+    def wait_until(self, predicate, timeout, what, interval=0.5):
+        """Poll `predicate()` (host side) until true; bounded."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while True:
+            last = predicate()
+            if last:
+                return last
+            if time.monotonic() > deadline:
+                raise GuestError("timed out after %ss waiting for: %s" % (timeout, what))
+            time.sleep(interval)
+
+    def console(self):
+        with self.lock:
+            return self.buf
+
+    def splats(self):
+        return [l for l in self.console().splitlines() if SPLAT.search(l)]
+
+    # ---- QMP
+    def _qmp_connect(self, timeout=30):
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.qmp_sock = socket.create_connection(("127.0.0.1", self.port), 5)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise GuestError("QMP socket on port %d never accepted" % self.port)
+                time.sleep(0.2)
+        self.qmp_sock.settimeout(60)
+        self.qmp_file = self.qmp_sock.makefile("rwb")
+        greeting = json.loads(self.qmp_file.readline())
+        if "QMP" not in greeting:
+            raise GuestError("no QMP greeting: %r" % greeting)
+        self.qmp("qmp_capabilities")
+
+    def qmp(self, command, **args):
+        """Send a QMP command; return its 'return' value, raise on 'error'.
+        Asynchronous events received meanwhile are kept in self.events."""
+        msg = {"execute": command}
+        if args:
+            msg["arguments"] = args
+        self.qmp_file.write(json.dumps(msg).encode() + b"\n")
+        self.qmp_file.flush()
+        while True:
+            line = self.qmp_file.readline()
+            if not line:
+                raise GuestError("QMP closed during %s" % command)
+            resp = json.loads(line)
+            if "event" in resp:
+                self.events = getattr(self, "events", []) + [resp]
+                continue
+            if "error" in resp:
+                raise GuestError("QMP %s failed: %s" % (command, resp["error"]))
+            return resp.get("return")
+
+    def balloon_actual(self):
+        return self.qmp("query-balloon")["actual"]
