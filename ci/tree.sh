@@ -70,6 +70,47 @@ else
 	make_base "$key"
 fi
 
+# apply_series DIR BRANCH: check out BRANCH at base in DIR and git am every
+# patch of `series`. On failure print the patch name and its rejects.
+apply_series() {
+	local dir=$1 branch=$2 n=0 f p
+	(
+	cd "$dir"
+	git am --abort >/dev/null 2>&1 || true
+	git checkout -q -f -B "$branch" base
+	while read -r f; do
+		p=$TOP/patches/$f
+		[ -f "$p" ] || die "series lists $f but patches/$f does not exist"
+		if ! git am -q --committer-date-is-author-date "$p" >/dev/null 2>"$BUILD/am.err"; then
+			say "tree: patch $f does not apply"
+			cat "$BUILD/am.err" >&2
+			git am --abort >/dev/null 2>&1 || true
+			say "tree: rejects of $f:"
+			git apply --reject "$p" 2>&1 | sed 's/^/  /' >&2 || true
+			git ls-files -o -z -- '*.rej' | xargs -0 -r cat >&2
+			git ls-files -o -z -- '*.rej' '*.orig' | xargs -0 -r rm -f
+			git checkout -q -f "$branch"
+			die "patch $f failed to apply (after $n of $(series_files | wc -l))"
+		fi
+		n=$((n + 1))
+	done < <(series_files)
+	say "tree: $dir: base $(git rev-parse --short base) + $n patches on branch $branch"
+	)
+}
+
+# --worktree DIR BRANCH: apply the series in a scratch worktree of the base
+# repository (used by make check; build/linux itself is left alone).
+if [ "${1:-}" = --worktree ]; then
+	wt=$(realpath -m "$2") branch=$3
+	if [ ! -e "$wt/.git" ]; then
+		rm -rf "$wt"
+		git -C "$LINUX" worktree prune
+		git -C "$LINUX" worktree add -q --detach "$wt" base
+	fi
+	apply_series "$wt" "$branch"
+	exit 0
+fi
+
 cd "$LINUX"
 pkey=$(patches_key)
 tip=$(git rev-parse -q --verify refs/heads/series || true)
@@ -89,28 +130,11 @@ if [ -n "$tip" ] && [ "$tip" = "$rec_tip" ] && [ "$pkey" = "$rec_pkey" ] &&
 	exit 0
 fi
 
-git am --abort >/dev/null 2>&1 || true
-git checkout -q -f -B series base
-n=0
-while read -r f; do
-	p=$TOP/patches/$f
-	[ -f "$p" ] || die "series lists $f but patches/$f does not exist"
-	if ! git am -q --committer-date-is-author-date "$p" >/dev/null 2>"$BUILD/am.err"; then
-		say "tree: patch $f does not apply"
-		cat "$BUILD/am.err" >&2
-		git am --abort >/dev/null 2>&1 || true
-		say "tree: rejects of $f:"
-		git apply --reject "$p" 2>&1 | sed 's/^/  /' >&2 || true
-		find . -name '*.rej' -newer "$p" -print0 2>/dev/null | xargs -0 -r cat >&2
-		find . -name '*.rej' -print0 | xargs -0 -r rm -f
-		git checkout -q -f series
-		git clean -q -f -d -x -e build >/dev/null 2>&1 || true
-		git config balloon.tip "$(git rev-parse series)"
-		git config balloon.patches "broken"
-		die "patch $f failed to apply (after $n of $(series_files | wc -l))"
-	fi
-	n=$((n + 1))
-done < <(series_files)
-git config balloon.tip "$(git rev-parse HEAD)"
+if ! apply_series "$LINUX" series; then
+	# Remember the partial result as ours, so that the next run retries.
+	git config balloon.tip "$(git rev-parse series)"
+	git config balloon.patches broken
+	exit 1
+fi
+git config balloon.tip "$(git rev-parse series)"
 git config balloon.patches "$pkey"
-say "tree: $LINUX: base $(git rev-parse --short base) + $n patches on branch series"

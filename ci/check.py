@@ -1,0 +1,536 @@
+#!/usr/bin/env python3
+"""make check: the series' test pipeline.
+
+Each test below is reported on its own: PASS/FAIL, seconds and a log file
+under build/results/logs/. The run ends with `N passed, N failed` and writes
+build/results/check.json. Exit status is non-zero when anything failed.
+
+The series is applied in a scratch worktree (build/check/src, branch
+`check`) of the materialized base, so build/linux and whatever is being
+edited there are left alone. Comparisons against the pristine base (W=1,
+sparse, coccinelle, kernel-doc) report only findings the base does not have,
+keyed by file and message with line numbers dropped.
+"""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
+import kbuild  # noqa: E402
+from kbuild import TOP, BUILD, BuildError  # noqa: E402
+
+SRC = os.path.join(BUILD, "check", "src")
+OBJ = os.path.join(BUILD, "check", "obj-test")
+RESULTS = os.path.join(BUILD, "results")
+LOGS = os.path.join(RESULTS, "logs")
+IDENTITY = "Balloon Series <balloon-series@localhost.invalid>"
+
+# Files the series is about: always analysed, whether or not a patch
+# touches them yet, so that the pipeline is exercised from the first patch.
+CORE_C = ["mm/balloon_compaction.c", "mm/compaction.c", "mm/migrate.c",
+          "drivers/virtio/virtio_balloon.c"]
+CORE_H = ["include/linux/balloon_compaction.h", "include/linux/migrate.h"]
+
+VARIANTS = ["no-balloon-compaction", "no-compaction", "virtio-balloon-module",
+            "vmware-balloon"]
+
+
+class Fail(Exception):
+    """A test failed; the message says why."""
+
+
+def sh(cmd, cwd=None, check=True, log=None):
+    p = subprocess.run(cmd, cwd=cwd, env=kbuild.env(), stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True, errors="replace",
+                       shell=isinstance(cmd, str))
+    if log:
+        log.write("$ %s\n%s\n" % (cmd if isinstance(cmd, str) else " ".join(cmd), p.stdout))
+        log.flush()
+    if check and p.returncode:
+        raise Fail("command failed (%d): %s\n%s" % (
+            p.returncode, cmd if isinstance(cmd, str) else " ".join(cmd),
+            "\n".join(p.stdout.splitlines()[-30:])))
+    return p.stdout
+
+
+def git(*args, cwd=SRC):
+    return subprocess.run(["git"] + list(args), cwd=cwd, check=True,
+                          stdout=subprocess.PIPE, text=True).stdout.strip()
+
+
+def series_files():
+    out = []
+    with open(os.path.join(TOP, "series")) as f:
+        for line in f:
+            line = line.split("#", 1)[0].strip()
+            if line:
+                out.append(line)
+    return out
+
+
+class State:
+    """What the tests learn and share: the commits, the touched files."""
+    applied = False
+    commits = []          # [(sha, patch file)] base..check, oldest first
+    touched = []          # files changed by the whole series
+    tip_built = False
+
+    def c_files(self):
+        return sorted(set(CORE_C) | {f for f in self.touched if f.endswith(".c")})
+
+    def doc_files(self):
+        return sorted(set(CORE_C) | set(CORE_H) |
+                      {f for f in self.touched if f.endswith((".c", ".h"))})
+
+
+S = State()
+
+
+def need_tree():
+    if not S.applied:
+        raise Fail("not run: the series did not apply (see the 'apply' test)")
+
+
+def checkout(rev, log):
+    sh(["git", "checkout", "-q", "-f", "--detach", rev], cwd=SRC, log=log)
+
+
+def existing(files, rev):
+    out = []
+    for f in files:
+        if subprocess.run(["git", "cat-file", "-e", "%s:%s" % (rev, f)], cwd=SRC,
+                          stderr=subprocess.DEVNULL).returncode == 0:
+            out.append(f)
+    return out
+
+
+def built_objects(files, obj=OBJ):
+    """The .o targets of `files` that the configuration in `obj` builds."""
+    out = []
+    for f in files:
+        o = f[:-2] + ".o"
+        d, b = os.path.split(o)
+        if os.path.exists(os.path.join(obj, d, "." + b + ".cmd")):
+            out.append(o)
+    return out
+
+
+# ---------------------------------------------------------------- tests
+
+def t_apply(log):
+    """The series applies with git am onto the pinned base."""
+    p = subprocess.run(["bash", os.path.join(TOP, "ci", "tree.sh"), "--worktree", SRC, "check"],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log.write(p.stdout)
+    if p.returncode:
+        raise Fail("\n".join(l for l in p.stdout.splitlines() if "patch" in l or "error" in l)
+                   or p.stdout[-2000:])
+    shas = git("rev-list", "--reverse", "base..check").split()
+    files = series_files()
+    if len(shas) != len(files):
+        raise Fail("%d patches listed, %d commits made" % (len(files), len(shas)))
+    S.commits = list(zip(shas, files))
+    S.touched = git("diff", "--name-only", "base", "check").split()
+    S.applied = True
+    return "%d patches applied; touched: %s" % (len(shas), " ".join(S.touched) or "nothing")
+
+
+def t_hygiene(log):
+    """Every listed patch exists, every patch is listed, each is a real,
+    signed-off patch with the project identity; no cover letter applied."""
+    problems = []
+    files = series_files()
+    pdir = os.path.join(TOP, "patches")
+    on_disk = sorted(f for f in os.listdir(pdir) if f.endswith(".patch"))
+    for f in files:
+        if not os.path.isfile(os.path.join(pdir, f)):
+            problems.append("series lists %s, which does not exist" % f)
+    for f in on_disk:
+        if f not in files:
+            problems.append("patches/%s is not listed in series" % f)
+    if len(set(files)) != len(files):
+        problems.append("series lists a patch twice")
+    for i, f in enumerate(files, 1):
+        path = os.path.join(pdir, f)
+        if not os.path.isfile(path):
+            continue
+        text = open(path, errors="replace").read()
+        head, sep, body = text.partition("\n---\n")
+        if not re.match(r"\d{4}-[A-Za-z0-9][-A-Za-z0-9_.]*\.patch$", f):
+            problems.append("%s: name is not NNNN-subsystem-short-subject.patch" % f)
+        elif int(f[:4]) != i:
+            problems.append("%s: number does not match its place (%d) in series" % (f, i))
+        for hdr in ("From: ", "Subject: ", "Date: "):
+            if not re.search("^" + hdr, head, re.M):
+                problems.append("%s: no %s header" % (f, hdr.strip()))
+        if not re.search(r"^From: %s$" % re.escape(IDENTITY), head, re.M):
+            problems.append("%s: author is not the project identity" % f)
+        if not re.search(r"^Signed-off-by: .+ <.+>$", head, re.M):
+            problems.append("%s: no Signed-off-by" % f)
+        if not re.search(r"^diff --git ", text, re.M):
+            problems.append("%s: empty patch (no diff)" % f)
+        if re.search(r"^Subject: .*\b0+/\d+\]", head, re.M) or "*** SUBJECT HERE ***" in text \
+                or "cover-letter" in f:
+            problems.append("%s: a cover letter is listed as a patch" % f)
+    log.write("\n".join(problems) + "\n")
+    if problems:
+        raise Fail("\n".join(problems))
+    return "%d patches, all listed, signed off and non-empty" % len(files)
+
+
+def load_checkpatch_exceptions():
+    exc = {}
+    path = os.path.join(TOP, "ci", "checkpatch-exceptions")
+    if os.path.exists(path):
+        for line in open(path):
+            line = line.split("#", 1)[0].strip()
+            if line:
+                parts = line.split(None, 2)
+                if len(parts) < 3:
+                    raise Fail("ci/checkpatch-exceptions: '%s' needs patch, TYPE and reason" % line)
+                exc.setdefault(parts[0], set()).add(parts[1])
+    return exc
+
+
+def t_checkpatch(log):
+    """checkpatch.pl --strict on every patch: no error, warning or check
+    that ci/checkpatch-exceptions does not name with a reason."""
+    need_tree()
+    exc = load_checkpatch_exceptions()
+    bad = []
+    for f in series_files():
+        out = sh(["perl", "scripts/checkpatch.pl", "--strict", "--show-types", "--no-summary",
+                  "--terse", os.path.join(TOP, "patches", f)], cwd=SRC, check=False, log=log)
+        for line in out.splitlines():
+            m = re.search(r"(ERROR|WARNING|CHECK):([A-Z0-9_]+):", line)
+            if m and m.group(2) not in exc.get(f, ()):
+                bad.append("%s: %s" % (f, line.strip()))
+            if "No module named" in line or "Traceback" in line:
+                bad.append("%s: checkpatch helper failed: %s" % (f, line.strip()))
+    if bad:
+        raise Fail("\n".join(bad))
+    return "%d patches clean" % len(series_files())
+
+
+def t_kconfig(log):
+    """The test and debug configs (tinyconfig + fragments) keep every value
+    the fragments ask for."""
+    need_tree()
+    checkout("check", log)
+    kbuild.configure(SRC, OBJ, ["test"], log=log.name)
+    dbg = os.path.join(BUILD, "check", "obj-debug")
+    kbuild.configure(SRC, dbg, ["test", "debug"], log=log.name)
+    n1 = len(kbuild.requested([kbuild.fragment_path("test")]))
+    n2 = len(kbuild.requested([kbuild.fragment_path("test"), kbuild.fragment_path("debug")]))
+    return ("test config: %d requested values kept; debug config: %d kept "
+            "(debug is configured here, built by the KUnit tests)" % (n1, n2))
+
+
+def build_at(rev, log, w1=True):
+    """Check out `rev`, build bzImage, then rebuild the analysed objects
+    with W=1; return the W=1 findings."""
+    checkout(rev, log)
+    kbuild.configure(SRC, OBJ, ["test"], log=log.name)
+    kbuild.make(SRC, OBJ, "bzImage", log=log.name)
+    if not w1:
+        return []
+    objs = built_objects(existing(S.c_files(), rev))
+    _, out = kbuild.make(SRC, OBJ, *objs, extra=["W=1"], log=log.name)
+    return kbuild.findings(out, [SRC])
+
+
+def t_bisect(log):
+    """Every prefix of the series builds (test config), and W=1 on the
+    analysed files adds no warning the base does not have."""
+    need_tree()
+    base = build_at("base", log)
+    log.write("base W=1 findings: %d\n" % len(base))
+    lines = []
+    for i, (sha, f) in enumerate(S.commits, 1):
+        try:
+            tip = build_at(sha, log)
+        except BuildError as e:
+            raise Fail("prefix %d (%s) does not build:\n%s" % (i, f, e))
+        new = kbuild.new_findings(base, tip)
+        if new:
+            lines.append("%s: %d new W=1 warning(s):\n  %s" % (f, len(new), "\n  ".join(new)))
+    S.tip_built = bool(S.commits) or True
+    if lines:
+        raise Fail("\n".join(lines))
+    return "base and %d prefixes build; no new W=1 warnings in %s" % (
+        len(S.commits), " ".join(S.c_files()))
+
+
+def ensure_tip_built(log):
+    checkout("check", log)
+    kbuild.configure(SRC, OBJ, ["test"], log=log.name)
+    kbuild.make(SRC, OBJ, "bzImage", log=log.name)
+    return os.path.join(OBJ, "arch/x86/boot/bzImage")
+
+
+def t_boot(log):
+    """The patched test kernel boots to a shell under QEMU with a
+    virtio-balloon device, inflates and deflates, and the console is free
+    of WARN/BUG/Oops/KASAN/lockdep reports."""
+    need_tree()
+    image = ensure_tip_built(log)
+    import smoke
+    res = smoke.run(image, os.path.join(LOGS, "boot-console.log"), inflate_mib=64,
+                    expect_version=open(os.path.join(OBJ, "include/config/kernel.release")).read().strip())
+    log.write(json.dumps(res, indent=1) + "\n")
+    return ("booted %s in %.1fs; inflated %d MiB (balloon_inflate %d, MemTotal -%d kB) "
+            "and deflated; console clean" % (res["release"], res["boot_seconds"], res["inflate_mib"],
+                                             res["inflated_pages"], res["memtotal_drop_kb"]))
+
+
+def sparse_run(rev, log):
+    checkout(rev, log)
+    objs = built_objects(existing(S.c_files(), rev))
+    _, out = kbuild.make(SRC, OBJ, *objs, extra=["C=2", "W=1"], log=log.name)
+    return objs, [x for x in kbuild.findings(out, [SRC])]
+
+
+def t_sparse(log):
+    """sparse (C=2) with W=1 on the analysed files: nothing the base lacks."""
+    need_tree()
+    ensure_tip_built(log)
+    objs, tip = sparse_run("check", log)
+    _, base = sparse_run("base", log)
+    checkout("check", log)
+    if not base:
+        raise Fail("sparse reported nothing at all on the base: is it running?")
+    new = kbuild.new_findings(base, tip)
+    if new:
+        raise Fail("%d new finding(s):\n  %s" % (len(new), "\n  ".join(new)))
+    return "%s: %d findings on base, %d on the series, none new" % (
+        " ".join(objs), len(base), len(tip))
+
+
+COCCI_CANARY = """#include <linux/slab.h>
+void balloon_canary(void *p);
+void balloon_canary(void *p)
+{
+\tif (p)
+\t\tkfree(p);
+}
+"""
+
+
+def cocci_scripts():
+    out = []
+    for d, _, fs in os.walk(os.path.join(SRC, "scripts", "coccinelle")):
+        out += [os.path.join(d, f) for f in fs if f.endswith(".cocci")]
+    return sorted(out)
+
+
+def spatch_version():
+    out = subprocess.run(["spatch", "--version"], stdout=subprocess.PIPE, text=True).stdout
+    m = re.search(r"version (\d+)\.(\d+)\.(\d+)", out)
+    return tuple(int(x) for x in m.groups()) if m else (0, 0, 0)
+
+
+def cocci_run(files, log):
+    """Run every semantic patch of scripts/coccinelle in report mode on
+    `files` the way scripts/coccicheck does (its Options and Requires
+    lines honoured); return (findings, errors)."""
+    incs = ["-I", "arch/x86/include", "-I", os.path.join(OBJ, "arch/x86/include/generated"),
+            "-I", "include", "-I", os.path.join(OBJ, "include"),
+            "-I", "arch/x86/include/uapi", "-I", os.path.join(OBJ, "arch/x86/include/generated/uapi"),
+            "-I", "include/uapi", "-I", os.path.join(OBJ, "include/generated/uapi"),
+            "--include", "include/linux/compiler-version.h", "--include", "include/linux/kconfig.h"]
+    ver = spatch_version()
+
+    def one(script):
+        text = open(script, errors="replace").read()
+        opts = []
+        m = re.search(r"^// Options:(.*)$", text, re.M)
+        if m:
+            opts = m.group(1).split()
+        m = re.search(r"^// Requires:\s*(\d+)\.(\d+)\.(\d+)", text, re.M)
+        if m and tuple(int(x) for x in m.groups()) > ver:
+            return script, "", "skipped: needs spatch %s" % ".".join(m.groups())
+        cmd = ["spatch", "-D", "report", "--no-show-diff", "--very-quiet", "--cocci-file",
+               script] + opts + incs + files
+        p = subprocess.run(cmd, cwd=SRC, env=kbuild.env(), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, errors="replace")
+        return script, p.stdout, (p.stderr.strip() if p.returncode else "")
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as ex:
+        results = list(ex.map(one, cocci_scripts()))
+    finds, errors = [], []
+    for script, out, err in results:
+        name = os.path.relpath(script, SRC)
+        for line in out.splitlines():
+            line = line.strip()
+            if not line:
+                continue
+            m = re.match(r"(\S+?):(\d+):(\d+-\d+:)?\s*(.*)$", line)
+            key_file = os.path.relpath(os.path.join(SRC, m.group(1)), SRC) if m else ""
+            msg = re.sub(r"\b(line|lines) \d+(, \d+)*", r"\1 N", m.group(4)) if m else line
+            finds.append((key_file, name + ": " + msg, name + ": " + line))
+        if err:
+            errors.append("%s: %s" % (name, err.splitlines()[-1] if err.splitlines() else err))
+    log.write("%d scripts, %d findings, %d errors\n" % (len(results), len(finds), len(errors)))
+    for f in finds:
+        log.write("  " + f[2] + "\n")
+    for e in errors:
+        log.write("  error " + e + "\n")
+    return finds, errors
+
+
+def t_coccinelle(log):
+    """The kernel's own semantic patches, report mode, on the analysed files:
+    nothing the base lacks. A canary file proves the runner reports."""
+    need_tree()
+    ensure_tip_built(log)
+    canary = os.path.join(SRC, "mm", "zz_balloon_cocci_canary.c")
+    with open(canary, "w") as f:
+        f.write(COCCI_CANARY)
+    try:
+        cf, _ = cocci_run(["mm/zz_balloon_cocci_canary.c"], log)
+    finally:
+        os.unlink(canary)
+    if not any("ifnullfree" in x[1] for x in cf):
+        raise Fail("coccinelle did not flag the canary (if (p) kfree(p)): runner broken")
+    checkout("check", log)
+    tfiles = existing(S.c_files(), "check")
+    tip, tip_err = cocci_run(tfiles, log)
+    checkout("base", log)
+    base, base_err = cocci_run(existing(S.c_files(), "base"), log)
+    checkout("check", log)
+    new = kbuild.new_findings(base, tip)
+    new_err = sorted(set(tip_err) - set(base_err))
+    if new or new_err:
+        raise Fail("new findings:\n  %s" % "\n  ".join(new + new_err))
+    return "%d semantic patches on %s: %d findings on base, %d on the series, none new" % (
+        len(cocci_scripts()), " ".join(tfiles), len(base), len(tip))
+
+
+def kdoc_run(rev, files, log):
+    out = []
+    tmpdir = os.path.join(BUILD, "check", "kdoc-" + rev)
+    for f in existing(files, rev):
+        dst = os.path.join(tmpdir, f)
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        with open(dst, "w") as fh:
+            fh.write(git("show", "%s:%s" % (rev, f)) + "\n")
+        p = subprocess.run(["perl", os.path.join(SRC, "scripts", "kernel-doc"), "-none", "-Wall", dst],
+                           cwd=tmpdir, env=kbuild.env(), stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, errors="replace")
+        log.write("$ kernel-doc -none -Wall %s (%s)\n%s" % (f, rev, p.stdout))
+        for line in p.stdout.splitlines():
+            m = re.match(r"^(\S+?):(\d+): (warning|error): (.*)$", line)
+            if m:
+                out.append((f, m.group(4), "%s:%s: %s: %s" % (f, m.group(2), m.group(3), m.group(4))))
+    return out
+
+
+def t_kernel_doc(log):
+    """scripts/kernel-doc -none -Wall on the touched and core files: no
+    warning the base does not have."""
+    need_tree()
+    files = S.doc_files()
+    base = kdoc_run("base", files, log)
+    tip = kdoc_run("check", files, log)
+    new = kbuild.new_findings(base, tip)
+    if new:
+        raise Fail("%d new warning(s):\n  %s" % (len(new), "\n  ".join(new)))
+    return "%d files: %d warnings on base, %d on the series, none new" % (len(files), len(base), len(tip))
+
+
+def t_variant(name):
+    def run(log):
+        need_tree()
+        checkout("check", log)
+        obj = os.path.join(BUILD, "check", "obj-" + name)
+        frags = kbuild.configure(SRC, obj, ["test", name], log=log.name)
+        targets = ["vmlinux"]
+        if kbuild.actual(obj).get("CONFIG_MODULES") == "y":
+            targets.append("modules")
+        try:
+            kbuild.make(SRC, obj, *targets, log=log.name)
+        except BuildError as e:
+            raise Fail(str(e))
+        objs = built_objects(existing(S.c_files(), "check"), obj)
+        want = kbuild.expectations(frags)
+        missing = [o for o in want if not os.path.exists(os.path.join(obj, o))]
+        if missing:
+            raise Fail("the variant did not build %s" % " ".join(missing))
+        return "%s builds; compiled: %s" % (" ".join(targets), " ".join(objs + want))
+    run.__doc__ = "Build with the %s config variant (test config + ci/configs/variants/%s.config)." % (name, name)
+    return run
+
+
+TESTS = [
+    ("apply", t_apply),
+    ("hygiene", t_hygiene),
+    ("checkpatch", t_checkpatch),
+    ("kconfig", t_kconfig),
+    ("bisect-build", t_bisect),
+    ("boot-balloon", t_boot),
+    ("sparse-w1", t_sparse),
+    ("coccinelle", t_coccinelle),
+    ("kernel-doc", t_kernel_doc),
+] + [("variant-" + v, t_variant(v)) for v in VARIANTS]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("tests", nargs="*", help="run only these tests (apply always runs)")
+    ap.add_argument("--list", action="store_true")
+    args = ap.parse_args()
+    if args.list:
+        for name, fn in TESTS:
+            print("%-28s %s" % (name, " ".join((fn.__doc__ or "").split())))
+        return 0
+    os.makedirs(LOGS, exist_ok=True)
+    warn_file = os.path.join(BUILD, "BASE-WARNING")
+    warning = open(warn_file).read().strip() if os.path.exists(warn_file) else ""
+    selected = [t for t in TESTS if not args.tests or t[0] in args.tests or t[0] == "apply"]
+    entries = []
+    passed = failed = 0
+    for name, fn in selected:
+        logpath = os.path.join(LOGS, name + ".log")
+        t0 = time.monotonic()
+        with open(logpath, "w") as log:
+            try:
+                summary = fn(log)
+                status = "pass"
+            except (Fail, BuildError) as e:
+                status, summary = "fail", str(e)
+            except Exception as e:  # a bug in the test itself is a failure too
+                status, summary = "fail", "%s: %s" % (type(e).__name__, e)
+                log.write(traceback.format_exc())
+            log.write("\n%s: %s\n" % (status.upper(), summary))
+        secs = time.monotonic() - t0
+        if status == "pass":
+            passed += 1
+        else:
+            failed += 1
+        print("%s %-24s %6.1fs  %s" % (status.upper(), name, secs,
+                                        summary.splitlines()[0] if summary else ""), flush=True)
+        for line in summary.splitlines()[1:] if status == "fail" else []:
+            print("      " + line)
+        entries.append({"name": name, "status": status, "seconds": round(secs, 1),
+                        "log": os.path.relpath(logpath, TOP), "summary": summary})
+    report = {"base": open(os.path.join(TOP, "ci", "kernel.pin")).read(),
+              "base_warning": warning, "tests": entries,
+              "passed": passed, "failed": failed}
+    with open(os.path.join(RESULTS, "check.json"), "w") as f:
+        json.dump(report, f, indent=2)
+    if warning:
+        print("WARNING: " + warning.replace("\n", "\nWARNING: "))
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
