@@ -81,7 +81,6 @@ class State:
     applied = False
     commits = []          # [(sha, patch file)] base..check, oldest first
     touched = []          # files changed by the whole series
-    tip_built = False
 
     def c_files(self):
         return sorted(set(CORE_C) | {f for f in self.touched if f.endswith(".c")})
@@ -112,15 +111,25 @@ def existing(files, rev):
     return out
 
 
+def built_set(obj=OBJ):
+    """Objects the last build in `obj` linked into vmlinux (thin archive
+    vmlinux.a) or built as modules (modules.order), as .o paths. Stale
+    objects left by an earlier config are not in it."""
+    out = set()
+    if os.path.exists(os.path.join(obj, "vmlinux.a")):
+        out |= set(subprocess.run(["ar", "t", "vmlinux.a"], cwd=obj, stdout=subprocess.PIPE,
+                                  text=True, check=True).stdout.split())
+    order = os.path.join(obj, "modules.order")
+    if os.path.exists(order):
+        out |= {l.strip()[:-3] + ".o" if l.strip().endswith(".ko") else l.strip()
+                for l in open(order) if l.strip()}
+    return out
+
+
 def built_objects(files, obj=OBJ):
     """The .o targets of `files` that the configuration in `obj` builds."""
-    out = []
-    for f in files:
-        o = f[:-2] + ".o"
-        d, b = os.path.split(o)
-        if os.path.exists(os.path.join(obj, d, "." + b + ".cmd")):
-            out.append(o)
-    return out
+    have = built_set(obj)
+    return [f[:-2] + ".o" for f in files if f[:-2] + ".o" in have]
 
 
 # ---------------------------------------------------------------- tests
@@ -262,7 +271,6 @@ def t_bisect(log):
         new = kbuild.new_findings(base, tip)
         if new:
             lines.append("%s: %d new W=1 warning(s):\n  %s" % (f, len(new), "\n  ".join(new)))
-    S.tip_built = bool(S.commits) or True
     if lines:
         raise Fail("\n".join(lines))
     return "base and %d prefixes build; no new W=1 warnings in %s" % (
@@ -295,7 +303,7 @@ def sparse_run(rev, log):
     checkout(rev, log)
     objs = built_objects(existing(S.c_files(), rev))
     _, out = kbuild.make(SRC, OBJ, *objs, extra=["C=2", "W=1"], log=log.name)
-    return objs, [x for x in kbuild.findings(out, [SRC])]
+    return objs, kbuild.findings(out, [SRC])
 
 
 def t_sparse(log):
@@ -450,7 +458,9 @@ def t_variant(name):
     def run(log):
         need_tree()
         checkout("check", log)
-        obj = os.path.join(BUILD, "check", "obj-" + name)
+        # One object directory for all variants: switching the config there
+        # rebuilds only what depends on the changed options (fixdep).
+        obj = os.path.join(BUILD, "check", "obj-variants")
         frags = kbuild.configure(SRC, obj, ["test", name], log=log.name)
         targets = ["vmlinux"]
         if kbuild.actual(obj).get("CONFIG_MODULES") == "y":
@@ -461,10 +471,12 @@ def t_variant(name):
             raise Fail(str(e))
         objs = built_objects(existing(S.c_files(), "check"), obj)
         want = kbuild.expectations(frags)
-        missing = [o for o in want if not os.path.exists(os.path.join(obj, o))]
+        have = built_set(obj)
+        missing = [o for o in want if (o[:-3] + ".o" if o.endswith(".ko") else o) not in have
+                   or not os.path.exists(os.path.join(obj, o))]
         if missing:
             raise Fail("the variant did not build %s" % " ".join(missing))
-        return "%s builds; compiled: %s" % (" ".join(targets), " ".join(objs + want))
+        return "%s builds; compiled: %s" % (" ".join(targets), " ".join(sorted(set(objs + want))))
     run.__doc__ = "Build with the %s config variant (test config + ci/configs/variants/%s.config)." % (name, name)
     return run
 
@@ -500,7 +512,10 @@ def main():
     for name, fn in selected:
         logpath = os.path.join(LOGS, name + ".log")
         t0 = time.monotonic()
-        with open(logpath, "w") as log:
+        open(logpath, "w").close()
+        # Append mode, line buffered: the build helpers append to the same
+        # file through their own handle.
+        with open(logpath, "a", buffering=1) as log:
             try:
                 summary = fn(log)
                 status = "pass"
