@@ -88,6 +88,13 @@ apply_series() {
 			say "tree: rejects of $f:"
 			git apply --reject "$p" 2>&1 | sed 's/^/  /' >&2 || true
 			git ls-files -o -z -- '*.rej' | xargs -0 -r cat >&2
+			# Undo what the reject run wrote: .rej/.orig files, and files
+			# the patch creates (untracked, and ignored by Debian's top-level
+			# .gitignore, so neither checkout nor a plain clean removes them).
+			git apply --numstat "$p" 2>/dev/null | cut -f3 | while read -r q; do
+				rm -f "$q.rej" "$q.orig"
+				git ls-files --error-unmatch -- "$q" >/dev/null 2>&1 || rm -f "$q"
+			done
 			git ls-files -o -z -- '*.rej' '*.orig' | xargs -0 -r rm -f
 			git checkout -q -f "$branch"
 			die "patch $f failed to apply (after $n of $(series_files | wc -l))"
