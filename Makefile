@@ -2,7 +2,7 @@
 PYTHON := /usr/bin/python3
 SHELL := /bin/bash
 
-.PHONY: all setup tree patches kernel check demo clean help
+.PHONY: all setup tree patches kernel guest check demo clean help
 
 all: check
 
@@ -11,6 +11,7 @@ help:
 	@echo "make tree     materialize build/linux: base + series (git am), branch 'series'"
 	@echo "make patches  regenerate patches/ and series from build/linux"
 	@echo "make kernel   build the patched test kernel (build/obj/test)"
+	@echo "make guest    build the static guest programs (build/guest/)"
 	@echo "make demo     boot it, inflate and deflate the balloon, show the counters"
 	@echo "make check    run every test; results in build/results/check.json"
 	@echo "make clean    remove build output (keeps build/linux)"
@@ -26,6 +27,9 @@ patches:
 
 kernel: tree
 	@$(PYTHON) ci/kbuild.py test >build/kernel-image
+
+guest:
+	@$(MAKE) -s -C tools/guest
 
 demo: kernel
 	@$(PYTHON) tools/demo.py "$$(cat build/kernel-image)"

@@ -15,6 +15,9 @@ mount -t devtmpfs devtmpfs /dev 2>/dev/null
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 mount -t tmpfs tmpfs /tmp
 export PATH=/bin:/guest PS1='guest# '
+# Only warnings and worse reach the console, so that routine kernel messages
+# do not interleave with command output; the harness reads dmesg for the rest.
+dmesg -n 5
 echo "HARNESS-READY $(uname -r)"
 # The harness drives this shell over the serial console.
 exec setsid sh -c 'exec sh </dev/ttyS0 >/dev/ttyS0 2>&1'

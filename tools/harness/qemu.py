@@ -27,6 +27,26 @@ SPLAT = re.compile(
     r"Kernel panic - not syncing|page dumped because)")
 
 
+# Lines taken from real reports: the detector must flag every one of them.
+SPLAT_SAMPLES = [
+    "[   12.345678] WARNING: CPU: 1 PID: 57 at mm/migrate.c:170 migrate_pages_batch+0x5d/0x7a0",
+    "[   12.345678] ------------[ cut here ]------------",
+    "[   12.345678] kernel BUG at mm/balloon_compaction.c:200!",
+    "[   12.345678] BUG: KASAN: use-after-free in virtballoon_free_page_report+0x2a/0x90",
+    "[   12.345678] WARNING: possible circular locking dependency detected",
+    "[   12.345678] INFO: task kworker/0:1:23 blocked for more than 60 seconds.",
+    "[   12.345678] list_add corruption. prev->next should be next (ffff888004a0b000)",
+]
+
+
+def detector_selftest():
+    """Raise if SPLAT misses a known report line or flags a clean boot line."""
+    missed = [l for l in SPLAT_SAMPLES if not SPLAT.search(l)]
+    clean = "[    0.000000] Linux version 6.12.117 (balloon@series) #1 SMP"
+    if missed or SPLAT.search(clean):
+        raise GuestError("splat detector self-test failed: %r" % (missed or clean))
+
+
 class GuestError(Exception):
     """A condition the harness waited for was not met."""
 
@@ -196,7 +216,17 @@ class Guest:
             return self.buf
 
     def splats(self):
-        return [l for l in self.console().splitlines() if SPLAT.search(l)]
+        """Kernel reports on the console and, while the guest shell still
+        answers, in the full kernel log (dmesg), which also holds what the
+        console loglevel kept off the console."""
+        lines = [l for l in self.console().splitlines() if SPLAT.search(l)]
+        if self.proc and self.proc.poll() is None:
+            try:
+                _, log = self.run("dmesg", timeout=60)
+                lines += [l for l in log.splitlines() if SPLAT.search(l) and l not in lines]
+            except GuestError as e:
+                lines.append("(could not read dmesg: %s)" % e)
+        return lines
 
     # ---- QMP
     def _qmp_connect(self, timeout=30):
