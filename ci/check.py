@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
 import kbuild  # noqa: E402
 from kbuild import TOP, BUILD, BuildError  # noqa: E402
+import e2e  # noqa: E402  (tools/e2e.py)
 
 SRC = os.path.join(BUILD, "check", "src")
 OBJ = os.path.join(BUILD, "check", "obj-test")
@@ -299,6 +300,18 @@ def t_boot(log):
                                              res["inflated_pages"], res["memtotal_drop_kb"]))
 
 
+def t_e2e(fn):
+    def run(log):
+        need_tree()
+        image = ensure_tip_built(log)
+        sh(["make", "-s", "-C", os.path.join(TOP, "tools", "guest")], log=log)
+        import e2e  # noqa: F401  (tools/ is on sys.path)
+        workdir = LOGS
+        return fn(image, workdir)
+    run.__doc__ = fn.__doc__
+    return run
+
+
 def sparse_run(rev, log):
     checkout(rev, log)
     objs = built_objects(existing(S.c_files(), rev))
@@ -488,6 +501,7 @@ TESTS = [
     ("kconfig", t_kconfig),
     ("bisect-build", t_bisect),
     ("boot-balloon", t_boot),
+] + [(name, t_e2e(fn)) for name, fn in e2e.TESTS] + [
     ("sparse-w1", t_sparse),
     ("coccinelle", t_coccinelle),
     ("kernel-doc", t_kernel_doc),

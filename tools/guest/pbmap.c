@@ -12,10 +12,15 @@
  *          mixed=<balloon and other pages> other=<...> hole=<...>
  *          free_pages=<n> balloon_pages=<n>
  *   pb <first pfn> <free> <balloon> <other> <hole>   (with -v, per block)
+ *
+ * With -r START COUNT only the PFN range [START, START + COUNT) is read and
+ * one line is printed:
+ *   range: start=<pfn> count=<n> free=<n> balloon=<n> other=<n> hole=<n>
  */
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -24,6 +29,33 @@
 #define KPF_NOPAGE 20
 #define KPF_OFFLINE 23
 #define KPF_RESERVED 32
+
+static int classify(uint64_t fl, uint64_t count)
+{
+	if (fl & (1ULL << KPF_NOPAGE | 1ULL << KPF_RESERVED))
+		return 3;
+	if (fl & (1ULL << KPF_OFFLINE))
+		return 1;
+	if ((fl & 1ULL << KPF_BUDDY) || (!fl && !count))
+		return 0;
+	return 2;
+}
+
+static int range(int ff, int fc, uint64_t start, uint64_t count)
+{
+	unsigned long n[4] = { 0 };
+	uint64_t pfn, fl, cnt;
+
+	for (pfn = start; pfn < start + count; pfn++) {
+		if (pread(ff, &fl, 8, pfn * 8) != 8 || pread(fc, &cnt, 8, pfn * 8) != 8)
+			n[3]++;
+		else
+			n[classify(fl, cnt)]++;
+	}
+	printf("range: start=%llu count=%llu free=%lu balloon=%lu other=%lu hole=%lu\n",
+	       (unsigned long long)start, (unsigned long long)count, n[0], n[1], n[2], n[3]);
+	return 0;
+}
 
 int main(int argc, char **argv)
 {
@@ -39,6 +71,8 @@ int main(int argc, char **argv)
 		perror("pbmap: /proc/kpageflags or /proc/kpagecount");
 		return 1;
 	}
+	if (argc == 4 && !strcmp(argv[1], "-r"))
+		return range(ff, fc, strtoull(argv[2], NULL, 0), strtoull(argv[3], NULL, 0));
 	for (pfn = 0;; pfn += BLOCK) {
 		ssize_t nf = pread(ff, flags, sizeof(flags), pfn * 8);
 		ssize_t nc = pread(fc, count, sizeof(count), pfn * 8);
@@ -49,16 +83,19 @@ int main(int argc, char **argv)
 			break;
 		n = (nf < nc ? nf : nc) / 8;
 		for (i = 0; i < n; i++) {
-			uint64_t fl = flags[i];
-
-			if (fl & (1ULL << KPF_NOPAGE | 1ULL << KPF_RESERVED))
-				h++;
-			else if (fl & (1ULL << KPF_OFFLINE))
-				b++;
-			else if ((fl & 1ULL << KPF_BUDDY) || (!fl && !count[i]))
+			switch (classify(flags[i], count[i])) {
+			case 0:
 				f++;
-			else
+				break;
+			case 1:
+				b++;
+				break;
+			case 2:
 				o++;
+				break;
+			default:
+				h++;
+			}
 		}
 		h += BLOCK - n;
 		nblocks++;

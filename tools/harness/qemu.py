@@ -158,8 +158,9 @@ class Guest:
                 if m:
                     return m
                 if self.proc.poll() is not None:
-                    raise GuestError("QEMU exited (status %s) before: %s"
-                                     % (self.proc.returncode, what))
+                    tail = [l for l in self.buf.splitlines() if l.strip()][-3:]
+                    raise GuestError("QEMU exited (status %s) before: %s; console ends:\n  %s"
+                                     % (self.proc.returncode, what, "\n  ".join(tail)))
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise GuestError("timed out after %ss waiting for: %s"

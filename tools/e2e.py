@@ -1,0 +1,279 @@
+"""End-to-end balloon tests, run by make check against the patched test
+kernel. Each function boots its own guest, asserts measured state and
+returns a one-line summary, or raises GuestError naming what failed."""
+
+import os
+import re
+
+import scenario
+from harness.qemu import GuestError
+
+MB = 1 << 20
+PAGES_PER_MB = MB // scenario.PAGE
+
+
+def _log(workdir, name):
+    return os.path.join(workdir, "e2e-%s-console.log" % name)
+
+
+def inflate_deflate(image, workdir):
+    """Inflate to a QMP target and deflate back: query-balloon, MemTotal,
+    balloon_inflate and balloon_deflate agree; nothing is lost."""
+    mem_mb, balloon_mb = 512, 128
+    with scenario.guest(image, _log(workdir, "inflate-deflate"), workdir, mem_mb=mem_mb) as g:
+        s0 = scenario.snapshot(g)
+        f0 = scenario.free_pages_with_pcp(g)
+        v0 = s0["vmstat"]
+        pages = balloon_mb * PAGES_PER_MB
+        scenario.inflate_to(g, (mem_mb - balloon_mb) * MB, pages, v0["balloon_inflate"])
+        s1 = scenario.snapshot(g)
+        pb1 = scenario.pbmap(g)
+        inflated = s1["vmstat"]["balloon_inflate"] - v0["balloon_inflate"]
+        drop = s0["meminfo"]["MemTotal"] - s1["meminfo"]["MemTotal"]
+        if inflated != pages or drop != balloon_mb * 1024 or pb1["balloon_pages"] != pages:
+            raise GuestError("after inflating %d MiB: balloon_inflate +%d, MemTotal -%d kB, "
+                             "%d pages KPF_OFFLINE; expected %d, %d, %d"
+                             % (balloon_mb, inflated, drop, pb1["balloon_pages"], pages,
+                                balloon_mb * 1024, pages))
+        scenario.deflate_to(g, mem_mb * MB, pages, v0["balloon_deflate"])
+        s2 = scenario.snapshot(g)
+        pb2 = scenario.pbmap(g)
+        deflated = s2["vmstat"]["balloon_deflate"] - v0["balloon_deflate"]
+        lost_free = (f0 - scenario.free_pages_with_pcp(g)) * 4
+        if deflated != pages:
+            raise GuestError("balloon_deflate +%d, expected %d" % (deflated, pages))
+        if s2["meminfo"]["MemTotal"] != s0["meminfo"]["MemTotal"]:
+            raise GuestError("MemTotal %d kB after deflating, %d before"
+                             % (s2["meminfo"]["MemTotal"], s0["meminfo"]["MemTotal"]))
+        if pb2["balloon_pages"] != 0:
+            raise GuestError("%d pages still KPF_OFFLINE after full deflate" % pb2["balloon_pages"])
+        # Free memory (buddy + per-CPU lists) moves with the guest's own
+        # activity; more than 4 MiB gone would be pages the balloon kept.
+        if lost_free > 4096:
+            raise GuestError("free memory %d kB lower after deflate than before inflate" % lost_free)
+        scenario.assert_clean(g)
+    return ("%d MiB in and out: inflate +%d, deflate +%d, MemTotal -%d kB then restored, "
+            "KPF_OFFLINE %d then 0, free memory within %d kB" % (balloon_mb, inflated, deflated, drop,
+                                                             pb1["balloon_pages"], max(lost_free, 0)))
+
+
+def compaction(image, workdir):
+    """After inflating into fragmented memory, compact_memory migrates
+    balloon pages and raises order-9 availability."""
+    mem_mb, balloon_mb = 512, 160
+    with scenario.guest(image, _log(workdir, "compaction"), workdir, mem_mb=mem_mb) as g:
+        v0 = scenario.snapshot(g)["vmstat"]
+        fr = scenario.start_fragmenter(g, 400, "random")
+        scenario.inflate_to(g, (mem_mb - balloon_mb) * MB, balloon_mb * PAGES_PER_MB,
+                            v0["balloon_inflate"])
+        scenario.release_fragmenter(g)
+        s1 = scenario.snapshot(g)
+        pb1 = scenario.pbmap(g)
+        # Premise: the balloon really sits in fragmented memory.
+        if pb1["mixed"] < pb1["balloon"] + 32 or s1["thp_ratio"] > 0.5:
+            raise GuestError("premise: memory not fragmented (pbmap %s, thp_ratio %.2f)"
+                             % (pb1, s1["thp_ratio"]))
+        scenario.compact(g)
+        s2 = scenario.snapshot(g)
+        mig = s2["vmstat"]["balloon_migrate"] - s1["vmstat"]["balloon_migrate"]
+        if mig <= 0:
+            raise GuestError("compact_memory migrated no balloon page")
+        if s2["thp_ratio"] <= s1["thp_ratio"]:
+            raise GuestError("order-9 availability did not rise: %.3f -> %.3f"
+                             % (s1["thp_ratio"], s2["thp_ratio"]))
+        scenario.assert_clean(g)
+    return ("fragmenter freed %d pages, mixed pageblocks %d; one pass: balloon_migrate +%d, "
+            "thp_ratio %.2f -> %.2f" % (fr["freed"], pb1["mixed"], mig, s1["thp_ratio"], s2["thp_ratio"]))
+
+
+def _cma_area(g):
+    out = g.run("for d in /sys/kernel/debug/cma/*/; do echo \"cma $d $(cat $d/base_pfn) "
+                "$(cat $d/count) $(cat $d/used)\"; done")[1]
+    m = re.search(r"cma (\S+) (\d+) (\d+) (\d+)", out)
+    if not m:
+        raise GuestError("no CMA area in debugfs (cma= on the command line?):\n" + out)
+    return m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(4))
+
+
+def cma(image, workdir):
+    """A CMA area that holds balloon pages still serves an allocation of its
+    full size; the balloon pages migrate out."""
+    mem_mb, cma_mb = 512, 64
+    with scenario.guest(image, _log(workdir, "cma"), workdir, mem_mb=mem_mb,
+                        append="cma=%dM" % cma_mb) as g:
+        d, base, count, used = _cma_area(g)
+        s0 = scenario.snapshot(g)
+        v0 = s0["vmstat"]
+        # Leave about 100 MiB free: by then movable allocations (the balloon's)
+        # take CMA pages, and enough stays outside the area to migrate them to.
+        balloon_mb = s0["meminfo"]["MemAvailable"] // 1024 - 100
+        scenario.inflate_to(g, (mem_mb - balloon_mb) * MB, balloon_mb * PAGES_PER_MB,
+                            v0["balloon_inflate"])
+        r1 = scenario.pfn_range(g, base, count)
+        if r1["balloon"] == 0:
+            raise GuestError("premise: no balloon page in the CMA area %d+%d (%s)" % (base, count, r1))
+        s1 = scenario.snapshot(g)
+        ok = False
+        for attempt in range(3):
+            st, out = g.run("echo %d > %salloc" % (count, d), check=False, timeout=600)
+            used = int(g.run("cat %sused" % d)[1].strip())
+            if st == 0 and used == count:
+                ok = True
+                break
+        if not ok:
+            raise GuestError("CMA allocation of %d pages failed 3 times (used %d): %s"
+                             % (count, used, out.strip()))
+        s2 = scenario.snapshot(g)
+        r2 = scenario.pfn_range(g, base, count)
+        mig = s2["vmstat"]["balloon_migrate"] - s1["vmstat"]["balloon_migrate"]
+        size1 = s1["vmstat"]["balloon_inflate"] - s1["vmstat"]["balloon_deflate"]
+        size2 = s2["vmstat"]["balloon_inflate"] - s2["vmstat"]["balloon_deflate"]
+        if r2["balloon"] != 0 or mig < r1["balloon"] or size1 != size2:
+            raise GuestError("after the CMA allocation: %d balloon pages left in the area, "
+                             "balloon_migrate +%d (area held %d), balloon %d -> %d pages"
+                             % (r2["balloon"], mig, r1["balloon"], size1, size2))
+        g.run("echo %d > %sfree" % (count, d))
+        scenario.assert_clean(g)
+    return ("balloon %d MiB; CMA area of %d pages held %d balloon pages; full-size allocation "
+            "succeeded after %d attempt(s), balloon_migrate +%d, balloon size unchanged"
+            % (balloon_mb, count, r1["balloon"], attempt + 1, mig))
+
+
+def offline(image, workdir):
+    """A ZONE_MOVABLE memory block holding balloon pages goes offline and
+    online again, the balloon keeping its size."""
+    mem_mb, balloon_mb = 512, 256
+    with scenario.guest(image, _log(workdir, "offline"), workdir, mem_mb=mem_mb,
+                        append="movablecore=256M memhp_default_state=online") as g:
+        bs = int(g.read("/sys/devices/system/memory/block_size_bytes").strip(), 16)
+        out = g.run("for m in /sys/devices/system/memory/memory*; do "
+                    "echo \"blk ${m##*memory} $(cat $m/valid_zones) $(cat $m/state)\"; done")[1]
+        blocks = [(int(n), z, s) for n, z, s in re.findall(r"blk (\d+) (\S+)\S* ?.*? (\w+)$", out, re.M)]
+        movable = [n for n, z, s in blocks if z.startswith("Movable") and s == "online"]
+        if not movable:
+            raise GuestError("premise: no online Movable memory block:\n" + out)
+        v0 = scenario.snapshot(g)["vmstat"]
+        scenario.inflate_to(g, (mem_mb - balloon_mb) * MB, balloon_mb * PAGES_PER_MB,
+                            v0["balloon_inflate"])
+        ppb = bs // scenario.PAGE
+        best = max(movable, key=lambda n: scenario.pfn_range(g, n * ppb, ppb)["balloon"])
+        r1 = scenario.pfn_range(g, best * ppb, ppb)
+        if r1["balloon"] == 0:
+            raise GuestError("premise: no balloon page in any Movable block")
+        s1 = scenario.snapshot(g)
+        actual1 = g.balloon_actual()
+        st, out = g.run("echo offline > /sys/devices/system/memory/memory%d/state" % best,
+                        check=False, timeout=600)
+        state = g.read("/sys/devices/system/memory/memory%d/state" % best).strip()
+        if st or state != "offline":
+            raise GuestError("memory%d did not go offline (%s, state %s)" % (best, out.strip(), state))
+        s2 = scenario.snapshot(g)
+        g.run("echo online_movable > /sys/devices/system/memory/memory%d/state" % best, timeout=120)
+        state = g.read("/sys/devices/system/memory/memory%d/state" % best).strip()
+        s3 = scenario.snapshot(g)
+        size = [s["vmstat"]["balloon_inflate"] - s["vmstat"]["balloon_deflate"] for s in (s1, s2, s3)]
+        mig = s2["vmstat"]["balloon_migrate"] - s1["vmstat"]["balloon_migrate"]
+        if state != "online" or len(set(size)) != 1 or g.balloon_actual() != actual1:
+            raise GuestError("memory%d state %s; balloon pages %s; query-balloon %d -> %d"
+                             % (best, state, size, actual1, g.balloon_actual()))
+        if mig < r1["balloon"]:
+            raise GuestError("balloon_migrate +%d, but the block held %d balloon pages" % (mig, r1["balloon"]))
+        scenario.assert_clean(g)
+    return ("memory%d (Movable, %d balloon pages) offline and online; balloon_migrate +%d; "
+            "balloon stays %d pages" % (best, r1["balloon"], mig, size[0]))
+
+
+def deflate_on_oom(image, workdir):
+    """With deflate-on-oom=on, an allocation larger than free memory succeeds
+    by deflating the balloon, and the accounting stays consistent."""
+    mem_mb, balloon_mb = 512, 384
+    with scenario.guest(image, _log(workdir, "deflate-on-oom"), workdir, mem_mb=mem_mb,
+                        balloon_args="deflate-on-oom=on") as g:
+        v0 = scenario.snapshot(g)["vmstat"]
+        scenario.inflate_to(g, (mem_mb - balloon_mb) * MB, balloon_mb * PAGES_PER_MB,
+                            v0["balloon_inflate"])
+        s1 = scenario.snapshot(g)
+        free_mb = s1["meminfo"]["MemAvailable"] // 1024
+        want_mb = free_mb + 64
+        st, out = g.run("fragment %d none </dev/null" % want_mb, check=False, timeout=900)
+        if st != 0 or "fragment: ready" not in out:
+            raise GuestError("allocating %d MiB with %d MiB available failed (%d): %s"
+                             % (want_mb, free_mb, st, out.strip()[-300:]))
+        s2 = scenario.snapshot(g)
+        deflated = s2["vmstat"]["balloon_deflate"] - s1["vmstat"]["balloon_deflate"]
+        size = s2["vmstat"]["balloon_inflate"] - s2["vmstat"]["balloon_deflate"] - \
+            (v0["balloon_inflate"] - v0["balloon_deflate"])
+        actual = g.wait_until(lambda: g.balloon_actual() == (mem_mb * MB - size * scenario.PAGE)
+                              and g.balloon_actual(), 60,
+                              "query-balloon actual to match the guest's balloon size")
+        if deflated <= 0:
+            raise GuestError("the allocation succeeded without deflating the balloon (premise)")
+        scenario.assert_clean(g)
+    return ("allocated %d MiB with %d MiB available: balloon deflated %d pages on OOM; "
+            "query-balloon %d MiB matches the guest's %d balloon pages"
+            % (want_mb, free_mb, deflated, actual // MB, size))
+
+
+KUNIT_SUITES = os.path.join(scenario.TOP, "ci", "kunit-suites")
+
+
+def expected_suites():
+    out = []
+    for line in open(KUNIT_SUITES):
+        line = line.split("#", 1)[0].strip()
+        if line:
+            out.append(line)
+    return out
+
+
+def kunit(image, workdir):
+    """KUnit suites built into the test kernel ran at boot: parse each
+    suite's KTAP from debugfs; a failing or missing suite fails."""
+    want = expected_suites()
+    with scenario.guest(image, _log(workdir, "kunit"), workdir) as g:
+        out = g.run("for r in /sys/kernel/debug/kunit/*/results; do echo \"== $r\"; cat $r; done")[1]
+        scenario.assert_clean(g)
+    suites = {}
+    cur = None
+    for line in out.splitlines():
+        m = re.match(r"== /sys/kernel/debug/kunit/([^/]+)/results", line)
+        if m:
+            cur = m.group(1)
+            suites[cur] = {"ok": 0, "fail": 0, "skip": 0, "result": None}
+            continue
+        if cur is None:
+            continue
+        m = re.match(r"^(\s*)(not ok|ok) \d+ (\S+)(.*)$", line)
+        if not m:
+            continue
+        indent, res, name, rest = m.groups()
+        if name == cur and not indent:
+            suites[cur]["result"] = res
+        elif "# SKIP" in rest:
+            suites[cur]["skip"] += 1
+        elif res == "ok":
+            suites[cur]["ok"] += 1
+        else:
+            suites[cur]["fail"] += 1
+    problems = []
+    for s in want:
+        if s not in suites:
+            problems.append("suite %s did not run (not in debugfs)" % s)
+        elif suites[s]["result"] != "ok" or suites[s]["fail"]:
+            problems.append("suite %s: %s, %d case(s) failed" % (s, suites[s]["result"], suites[s]["fail"]))
+    for s, r in suites.items():
+        if s not in want and (r["result"] != "ok" or r["fail"]):
+            problems.append("unlisted suite %s failed" % s)
+    if problems:
+        raise GuestError("\n".join(problems))
+    return "; ".join("%s: %d ok, %d skipped" % (s, suites[s]["ok"], suites[s]["skip"]) for s in want)
+
+
+TESTS = [
+    ("e2e-inflate-deflate", inflate_deflate),
+    ("e2e-compaction", compaction),
+    ("e2e-cma", cma),
+    ("e2e-memory-offline", offline),
+    ("e2e-deflate-on-oom", deflate_on_oom),
+    ("kunit", kunit),
+]

@@ -1,0 +1,126 @@
+"""Guest scenarios shared by the end-to-end tests and the benchmark."""
+
+import glob
+import os
+import re
+import time
+
+from harness import initramfs, mem, qemu
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GUEST_BIN = os.path.join(TOP, "build", "guest")
+PAGE = 4096
+
+
+def programs():
+    progs = sorted(p for p in glob.glob(os.path.join(GUEST_BIN, "*")) if os.access(p, os.X_OK))
+    names = {os.path.basename(p) for p in progs}
+    missing = {"fragment", "pbmap", "snap"} - names
+    if missing:
+        raise qemu.GuestError("guest programs missing in %s: %s (run make guest)"
+                              % (GUEST_BIN, " ".join(sorted(missing))))
+    return progs
+
+
+def guest(image, log, workdir, **kw):
+    ird = initramfs.build(os.path.join(workdir, "initramfs-tools.cpio"), programs())
+    return qemu.Guest(image, ird, log, **kw)
+
+
+def snapshot(g):
+    out = g.run("snap balloon_inflate balloon_deflate balloon_migrate "
+                "compact_stall compact_migrate_scanned compact_free_scanned")[1]
+    orders = mem.buddy("\n".join(l for l in out.splitlines() if l.startswith("buddyinfo:")))
+    ratio, free, high = mem.thp_ratio(orders)
+    vm = {}
+    mi = {}
+    for l in out.splitlines():
+        if l.startswith("vmstat: "):
+            k, v = l[8:].split()
+            vm[k] = int(v)
+        elif l.startswith("meminfo: "):
+            parts = l[9:].replace(":", " ").split()
+            mi[parts[0]] = int(parts[1])
+    return {"orders": orders, "thp_ratio": ratio, "free_pages": free,
+            "high_order_pages": high, "vmstat": vm, "meminfo": mi}
+
+
+def free_pages_with_pcp(g):
+    """Free pages in the buddy allocator plus those parked on per-CPU lists
+    (MemFree leaves the latter out, and a deflate frees into them)."""
+    out = g.read("/proc/zoneinfo")
+    free = sum(int(x) for x in re.findall(r"^\s+pages free\s+(\d+)", out, re.M))
+    pcp = sum(int(x) for x in re.findall(r"^\s+count:\s+(\d+)", out, re.M))
+    return free + pcp
+
+
+def pbmap(g, verbose=False):
+    out = g.run("pbmap" + (" -v" if verbose else ""), timeout=300)[1]
+    res = mem.keyvals(out, "pbmap")
+    if res is None:
+        raise qemu.GuestError("pbmap printed no summary:\n" + out[-500:])
+    if verbose:
+        res["blocks_detail"] = mem.pbmap_blocks(out)
+    return res
+
+
+def pfn_range(g, start, count):
+    out = g.run("pbmap -r %d %d" % (start, count), timeout=300)[1]
+    res = mem.keyvals(out, "range")
+    if res is None:
+        raise qemu.GuestError("pbmap -r printed nothing:\n" + out[-500:])
+    return res
+
+
+def start_fragmenter(g, mib, pattern, timeout=900):
+    """Run `fragment MIB PATTERN` in the background of the guest shell; it
+    holds its pages until release_fragmenter(). Returns its summary."""
+    g.run("rm -f /tmp/go /tmp/frag.out; mkfifo /tmp/go; "
+          "fragment %d %s </tmp/go >/tmp/frag.out 2>&1 & exec 3>/tmp/go" % (mib, pattern))
+
+    def ready():
+        out = g.run("cat /tmp/frag.out")[1]
+        if "fragment:" in out and "ready" not in out and "mapped=" not in out:
+            raise qemu.GuestError("fragmenter failed: " + out.strip())
+        return "fragment: ready" in out and out
+
+    out = g.wait_until(ready, timeout, "fragmenter to report ready", interval=1.0)
+    return mem.keyvals(out, "fragment")
+
+
+def release_fragmenter(g):
+    g.run("exec 3>&-; wait")
+
+
+def inflate_to(g, target_bytes, expect_pages, base_inflate, timeout=900):
+    """Ask QMP for a balloon target and wait until the guest has inflated
+    `expect_pages` more pages and query-balloon reports the target."""
+    t0 = time.monotonic()
+    g.qmp("balloon", value=target_bytes)
+    g.wait_until(lambda: g.vmstat()["balloon_inflate"] - base_inflate >= expect_pages,
+                 timeout, "balloon_inflate to grow by %d" % expect_pages, interval=0.5)
+    g.wait_until(lambda: g.balloon_actual() == target_bytes, 60,
+                 "query-balloon actual to reach %d" % target_bytes)
+    return time.monotonic() - t0
+
+
+def deflate_to(g, target_bytes, expect_pages, base_deflate, timeout=900):
+    t0 = time.monotonic()
+    g.qmp("balloon", value=target_bytes)
+    g.wait_until(lambda: g.vmstat()["balloon_deflate"] - base_deflate >= expect_pages,
+                 timeout, "balloon_deflate to grow by %d" % expect_pages, interval=0.5)
+    g.wait_until(lambda: g.balloon_actual() == target_bytes, 60,
+                 "query-balloon actual to reach %d" % target_bytes)
+    return time.monotonic() - t0
+
+
+def compact(g, timeout=900):
+    t0 = time.monotonic()
+    g.run("echo 1 > /proc/sys/vm/compact_memory", timeout=timeout)
+    return time.monotonic() - t0
+
+
+def assert_clean(g):
+    splats = g.splats()
+    if splats:
+        raise qemu.GuestError("kernel reports on the console:\n  " + "\n  ".join(splats[:20]))
