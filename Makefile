@@ -2,7 +2,7 @@
 PYTHON := /usr/bin/python3
 SHELL := /bin/bash
 
-.PHONY: all setup tree patches kernel guest check demo clean help
+.PHONY: all setup tree patches kernel guest check demo bench clean help
 
 all: check
 
@@ -12,7 +12,8 @@ help:
 	@echo "make patches  regenerate patches/ and series from build/linux"
 	@echo "make kernel   build the patched test kernel (build/obj/test)"
 	@echo "make guest    build the static guest programs (build/guest/)"
-	@echo "make demo     boot it, inflate and deflate the balloon, show the counters"
+	@echo "make demo     one benchmark scenario on stock and patched, side-by-side table"
+	@echo "make bench    every benchmark scenario; build/results/bench.{json,md}, maps/"
 	@echo "make check    run every test; results in build/results/check.json"
 	@echo "make clean    remove build output (keeps build/linux)"
 
@@ -31,8 +32,11 @@ kernel: tree
 guest:
 	@$(MAKE) -s -C tools/guest
 
-demo: kernel
-	@$(PYTHON) tools/demo.py "$$(cat build/kernel-image)"
+demo: tree
+	@$(PYTHON) tools/bench.py --scenarios random-512M
+
+bench: tree
+	@$(PYTHON) tools/bench.py $(if $(SCENARIOS),--scenarios $(SCENARIOS))
 
 check: setup
 	@$(PYTHON) ci/check.py $(TESTS)

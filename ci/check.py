@@ -555,6 +555,13 @@ def main():
               "passed": passed, "failed": failed}
     with open(os.path.join(RESULTS, "check.json"), "w") as f:
         json.dump(report, f, indent=2)
+    # The same results as KTAP, for tools that read kernel test output.
+    with open(os.path.join(RESULTS, "check.ktap"), "w") as f:
+        f.write("KTAP version 1\n1..%d\n" % len(entries))
+        for i, e in enumerate(entries, 1):
+            f.write("%s %d %s # %.1fs %s\n" % ("ok" if e["status"] == "pass" else "not ok", i,
+                                              e["name"], e["seconds"],
+                                              e["summary"].splitlines()[0] if e["summary"] else ""))
     if warning:
         print("WARNING: " + warning.replace("\n", "\nWARNING: "))
     print("%d passed, %d failed" % (passed, failed))

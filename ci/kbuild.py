@@ -178,7 +178,7 @@ def main(argv):
     name = argv[1] if len(argv) > 1 else "test"
     src = os.path.abspath(argv[2]) if len(argv) > 2 else os.path.join(BUILD, "linux")
     obj = os.path.abspath(argv[3]) if len(argv) > 3 else os.path.join(BUILD, "obj", name)
-    names = ["test"] if name == "test" else ["test", name]
+    names = {"test": ["test"], "bench": ["bench"]}.get(name, ["test", name])
     log = os.path.join(obj + ".log")
     os.makedirs(obj, exist_ok=True)
     open(log, "w").close()
