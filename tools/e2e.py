@@ -214,6 +214,82 @@ def deflate_on_oom(image, workdir):
             % (want_mb, free_mb, deflated, actual // MB, size))
 
 
+def qmp_bad_input(image, workdir):
+    """A balloon target of 0 or above RAM gets a clear error and changes
+    nothing: the harness refuses both before sending, QEMU refuses 0 and
+    clamps a larger one to RAM (an empty balloon)."""
+    mem_mb, small_mb = 512, 16
+    with scenario.guest(image, _log(workdir, "qmp-bad-input"), workdir, mem_mb=mem_mb) as g:
+        v0 = scenario.snapshot(g)["vmstat"]
+        for bad in (0, -MB, mem_mb * MB + 1):
+            try:
+                g.set_balloon_target(bad)
+                raise GuestError("the harness accepted balloon target %d" % bad)
+            except ValueError:
+                pass
+        try:
+            g.qmp("balloon", value=0)
+            raise GuestError("QEMU accepted a balloon target of 0")
+        except GuestError as e:
+            if "accepted" in str(e):
+                raise
+            qemu_says = str(e)
+        # Nothing was lost or changed: a valid target afterwards lands exactly.
+        pages = small_mb * PAGES_PER_MB
+        scenario.inflate_to(g, (mem_mb - small_mb) * MB, pages, v0["balloon_inflate"])
+        v1 = scenario.snapshot(g)["vmstat"]
+        if v1["balloon_inflate"] - v0["balloon_inflate"] != pages or g.balloon_actual() != (mem_mb - small_mb) * MB:
+            raise GuestError("after the refused targets, a %d MiB balloon became %d pages, actual %d"
+                             % (small_mb, v1["balloon_inflate"] - v0["balloon_inflate"], g.balloon_actual()))
+        # QEMU clamps a target above RAM to RAM: the balloon empties.
+        g.qmp("balloon", value=2 * mem_mb * MB)
+        g.wait_until(lambda: g.vmstat()["balloon_deflate"] - v1["balloon_deflate"] >= pages, 120,
+                     "balloon to empty after a target above RAM")
+        g.wait_until(lambda: g.balloon_actual() == mem_mb * MB, 30, "query-balloon actual back at RAM")
+        scenario.assert_clean(g)
+    return ("harness refused 0, -1 MiB and RAM+1; QEMU refused 0 (%s) and clamped 2x RAM to RAM; "
+            "a valid %d MiB target afterwards landed exactly" % (qemu_says.split("failed: ", 1)[-1][:60], small_mb))
+
+
+def device_removal(image, workdir):
+    """The balloon device is removed (QMP device_del) while inflating: the
+    driver gives every page back, nothing stays offline, and a new device
+    added afterwards works."""
+    mem_mb, balloon_mb = 512, 256
+    with scenario.guest(image, _log(workdir, "device-removal"), workdir, mem_mb=mem_mb) as g:
+        s0 = scenario.snapshot(g)
+        v0 = s0["vmstat"]
+        g.set_balloon_target((mem_mb - balloon_mb) * MB)
+        # Remove it mid-inflation: once some but not all pages are in.
+        part = g.wait_until(lambda: (lambda n: n if n > 0 else None)(
+            g.vmstat()["balloon_inflate"] - v0["balloon_inflate"]), 60, "inflation to start", interval=0.05)
+        g.qmp("device_del", id="balloon0")
+        g.wait_event("DEVICE_DELETED", 120, "the guest to release the balloon device")
+        bound = g.run("ls /sys/bus/virtio/drivers/virtio_balloon/ | grep -c virtio || true")[1].strip()
+        s1 = scenario.snapshot(g)
+        pb1 = scenario.pbmap(g)
+        v1 = s1["vmstat"]
+        inflated = v1["balloon_inflate"] - v0["balloon_inflate"]
+        deflated = v1["balloon_deflate"] - v0["balloon_deflate"]
+        if bound != "0":
+            raise GuestError("virtio_balloon still bound after device_del (%s)" % bound)
+        if inflated != deflated or pb1["balloon_pages"] != 0:
+            raise GuestError("after removal: %d pages inflated, %d deflated, %d still KPF_OFFLINE"
+                             % (inflated, deflated, pb1["balloon_pages"]))
+        if s1["meminfo"]["MemTotal"] != s0["meminfo"]["MemTotal"]:
+            raise GuestError("MemTotal %d kB after removal, %d before"
+                             % (s1["meminfo"]["MemTotal"], s0["meminfo"]["MemTotal"]))
+        g.qmp("device_add", driver="virtio-balloon-pci", id="balloon1")
+        g.wait_until(lambda: "virtio" in g.run("ls /sys/bus/virtio/drivers/virtio_balloon/")[1], 60,
+                     "the new balloon device to bind")
+        small = 16 * PAGES_PER_MB
+        scenario.inflate_to(g, (mem_mb - 16) * MB, small, v1["balloon_inflate"])
+        scenario.assert_clean(g)
+    return ("device_del after %d of %d pages: driver released all %d inflated pages, none offline, "
+            "MemTotal restored; device_add'ed balloon1 inflated 16 MiB" % (part, balloon_mb * PAGES_PER_MB,
+                                                                         inflated))
+
+
 KUNIT_SUITES = os.path.join(scenario.TOP, "ci", "kunit-suites")
 
 
@@ -275,5 +351,7 @@ TESTS = [
     ("e2e-cma", cma),
     ("e2e-memory-offline", offline),
     ("e2e-deflate-on-oom", deflate_on_oom),
+    ("e2e-qmp-bad-input", qmp_bad_input),
+    ("e2e-device-removal", device_removal),
     ("kunit", kunit),
 ]

@@ -96,7 +96,7 @@ def inflate_to(g, target_bytes, expect_pages, base_inflate, timeout=900):
     """Ask QMP for a balloon target and wait until the guest has inflated
     `expect_pages` more pages and query-balloon reports the target."""
     t0 = time.monotonic()
-    g.qmp("balloon", value=target_bytes)
+    g.set_balloon_target(target_bytes)
     g.wait_until(lambda: g.vmstat()["balloon_inflate"] - base_inflate >= expect_pages,
                  timeout, "balloon_inflate to grow by %d" % expect_pages, interval=0.5)
     g.wait_until(lambda: g.balloon_actual() == target_bytes, 60,
@@ -106,7 +106,7 @@ def inflate_to(g, target_bytes, expect_pages, base_inflate, timeout=900):
 
 def deflate_to(g, target_bytes, expect_pages, base_deflate, timeout=900):
     t0 = time.monotonic()
-    g.qmp("balloon", value=target_bytes)
+    g.set_balloon_target(target_bytes)
     g.wait_until(lambda: g.vmstat()["balloon_deflate"] - base_deflate >= expect_pages,
                  timeout, "balloon_deflate to grow by %d" % expect_pages, interval=0.5)
     g.wait_until(lambda: g.balloon_actual() == target_bytes, 60,

@@ -37,7 +37,7 @@ def run(image, console_log, inflate_mib=64, expect_version=None, mem_mb=GUEST_MB
             raise qemu.GuestError("query-balloon actual %d before inflating, expected %d"
                                   % (full, mem_mb << 20))
         pages = inflate_mib * 1024 // PAGE_KB
-        g.qmp("balloon", value=full - (inflate_mib << 20))
+        g.set_balloon_target(full - (inflate_mib << 20))
         g.wait_until(lambda: g.vmstat()["balloon_inflate"] - v0["balloon_inflate"] >= pages,
                      120, "balloon_inflate to grow by %d pages" % pages)
         g.wait_until(lambda: g.balloon_actual() == full - (inflate_mib << 20), 30,
@@ -59,7 +59,7 @@ def run(image, console_log, inflate_mib=64, expect_version=None, mem_mb=GUEST_MB
         if res["kpageflags_offline"] < pages:
             raise qemu.GuestError("%d pages have KPF_OFFLINE, expected at least %d"
                                   % (res["kpageflags_offline"], pages))
-        g.qmp("balloon", value=full)
+        g.set_balloon_target(full)
         g.wait_until(lambda: g.vmstat()["balloon_deflate"] - v0["balloon_deflate"] >= pages,
                      120, "balloon_deflate to grow by %d pages" % pages)
         g.wait_until(lambda: g.balloon_actual() == full, 30, "query-balloon actual back to full")

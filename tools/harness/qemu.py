@@ -67,6 +67,7 @@ class Guest:
     def __init__(self, kernel, initrd, log_path, mem_mb=512, smp=2,
                  append="", balloon_args="", extra=(), trace=None):
         self.log_path = log_path
+        self.mem_bytes = mem_mb << 20
         self.port = _free_port()
         accel = "kvm" if kvm_usable() else "tcg"
         cmdline = ("console=ttyS0 panic=-1 oops=panic loglevel=7 "
@@ -264,8 +265,29 @@ class Guest:
                 self.events = getattr(self, "events", []) + [resp]
                 continue
             if "error" in resp:
-                raise GuestError("QMP %s failed: %s" % (command, resp["error"]))
+                err = resp["error"]
+                raise GuestError("QMP %s failed: %s" % (command, err.get("desc", err)))
             return resp.get("return")
 
     def balloon_actual(self):
         return self.qmp("query-balloon")["actual"]
+
+    def set_balloon_target(self, target_bytes):
+        """QMP `balloon` with the target checked first: the guest's size is
+        what is left after inflating, so it must be above 0 and at most the
+        guest's RAM (QEMU would silently clamp a larger one)."""
+        if not isinstance(target_bytes, int) or target_bytes <= 0 or target_bytes > self.mem_bytes:
+            raise ValueError("balloon target %r bytes is outside 1..%d (the guest's RAM); "
+                             "nothing was sent" % (target_bytes, self.mem_bytes))
+        self.qmp("balloon", value=target_bytes)
+
+    def wait_event(self, name, timeout, what):
+        """Wait for a QMP event; return it. QMP is polled with a cheap
+        command, which collects the events that arrived meanwhile."""
+        def seen():
+            self.qmp("query-status")
+            for i, ev in enumerate(getattr(self, "events", [])):
+                if ev.get("event") == name:
+                    return self.events.pop(i)
+            return None
+        return self.wait_until(seen, timeout, "QMP event %s: %s" % (name, what), interval=0.2)
