@@ -57,10 +57,63 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def kvm_usable():
-    """KVM is used only when asked for (HARNESS_KVM=1): on this project's
-    machines /dev/kvm exists but a KVM guest hangs before its first line."""
-    return os.environ.get("HARNESS_KVM") == "1" and os.access("/dev/kvm", os.W_OK)
+_KVM = {}
+
+
+def kvm_usable(kernel, cache_dir=None, timeout=20):
+    """Use KVM only when a short probe boot proves it works: on this
+    project's machines /dev/kvm exists but a KVM guest hangs before its
+    first console line. The probe boots `kernel` under KVM and waits for
+    its first line; the verdict is cached for the machine (keyed by boot id)
+    in cache_dir. HARNESS_ACCEL=tcg|kvm overrides it."""
+    forced = os.environ.get("HARNESS_ACCEL")
+    if forced in ("tcg", "kvm"):
+        return forced == "kvm"
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return False
+    try:
+        boot_id = open("/proc/sys/kernel/random/boot_id").read().strip()
+    except OSError:
+        boot_id = "unknown"
+    if boot_id in _KVM:
+        return _KVM[boot_id]
+    cache = os.path.join(cache_dir, "kvm-probe") if cache_dir else None
+    if cache and os.path.exists(cache):
+        with open(cache) as f:
+            b, verdict = (f.read().split() + ["", ""])[:2]
+        if b == boot_id:
+            _KVM[boot_id] = verdict == "yes"
+            return _KVM[boot_id]
+    cmd = ["qemu-system-x86_64", "-M", "pc", "-accel", "kvm", "-m", "128", "-nodefaults",
+           "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot",
+           "-kernel", kernel, "-append", "console=ttyS0 panic=-1"]
+    ok = False
+    try:
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        buf = b""
+        os.set_blocking(p.stdout.fileno(), False)
+        while time.monotonic() < deadline and p.poll() is None:
+            try:
+                chunk = os.read(p.stdout.fileno(), 4096)
+            except BlockingIOError:
+                chunk = b""
+            buf += chunk or b""
+            if b"Linux version" in buf:
+                ok = True
+                break
+            if not chunk:
+                time.sleep(0.1)
+        p.kill()
+        p.wait()
+    except OSError:
+        ok = False
+    _KVM[boot_id] = ok
+    if cache:
+        os.makedirs(cache_dir, exist_ok=True)
+        with open(cache, "w") as f:
+            f.write("%s %s\n" % (boot_id, "yes" if ok else "no"))
+    return ok
 
 
 class Guest:
@@ -69,7 +122,8 @@ class Guest:
         self.log_path = log_path
         self.mem_bytes = mem_mb << 20
         self.port = _free_port()
-        accel = "kvm" if kvm_usable() else "tcg"
+        accel = "kvm" if kvm_usable(kernel, os.path.dirname(os.path.abspath(log_path))) else "tcg"
+        self.accel = accel
         cmdline = ("console=ttyS0 panic=-1 oops=panic loglevel=7 "
                    "printk.devkmsg=on " + append).strip()
         self.cmd = [
