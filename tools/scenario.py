@@ -92,26 +92,26 @@ def release_fragmenter(g):
     g.run("exec 3>&-; wait")
 
 
-def inflate_to(g, target_bytes, expect_pages, base_inflate, timeout=900):
-    """Ask QMP for a balloon target and wait until the guest has inflated
-    `expect_pages` more pages and query-balloon reports the target."""
+def _balloon_to(g, target_bytes, counter, expect_pages, base, timeout):
     t0 = time.monotonic()
     g.set_balloon_target(target_bytes)
-    g.wait_until(lambda: g.vmstat()["balloon_inflate"] - base_inflate >= expect_pages,
-                 timeout, "balloon_inflate to grow by %d" % expect_pages, interval=0.5)
+    g.wait_until(lambda: g.vmstat()[counter] - base >= expect_pages,
+                 timeout, "%s to grow by %d" % (counter, expect_pages), interval=0.5)
     g.wait_until(lambda: g.balloon_actual() == target_bytes, 60,
                  "query-balloon actual to reach %d" % target_bytes)
     return time.monotonic() - t0
+
+
+def inflate_to(g, target_bytes, expect_pages, base_inflate, timeout=900):
+    """Ask QMP for a balloon target and wait until the guest has inflated
+    `expect_pages` more pages and query-balloon reports the target; return
+    the seconds it took."""
+    return _balloon_to(g, target_bytes, "balloon_inflate", expect_pages, base_inflate, timeout)
 
 
 def deflate_to(g, target_bytes, expect_pages, base_deflate, timeout=900):
-    t0 = time.monotonic()
-    g.set_balloon_target(target_bytes)
-    g.wait_until(lambda: g.vmstat()["balloon_deflate"] - base_deflate >= expect_pages,
-                 timeout, "balloon_deflate to grow by %d" % expect_pages, interval=0.5)
-    g.wait_until(lambda: g.balloon_actual() == target_bytes, 60,
-                 "query-balloon actual to reach %d" % target_bytes)
-    return time.monotonic() - t0
+    """The same for deflating back to a larger target."""
+    return _balloon_to(g, target_bytes, "balloon_deflate", expect_pages, base_deflate, timeout)
 
 
 def compact(g, timeout=900):
