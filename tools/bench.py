@@ -208,7 +208,8 @@ def table(res):
     out = []
     for name, by in res["scenarios"].items():
         out.append("### %s\n" % name)
-        out.append("Median of %d runs per kernel (min-max); maps: %s, %s.\n" % (
+        out.append("Median of %d runs per kernel (min-max); a ratio whose two ranges overlap is "
+                   "within run-to-run spread. Maps: %s, %s.\n" % (
             by["stock"]["reps"], by["stock"]["map"], by["patched"]["map"]))
         out.append("| metric | stock | patched | patched/stock |")
         out.append("|---|---|---|---|")
@@ -219,7 +220,12 @@ def table(res):
                                                  if by.get(k, {}).get(m + "_min") is not None
                                                  and by[k].get(m + "_min") != by[k].get(m + "_max") else "")
                     for k in KERNELS]
-            out.append("| %s | %s | %s | %s |" % (m, cell[0], cell[1], fmt(ratio)))
+            note = ""
+            st, pa = by.get("stock", {}), by.get("patched", {})
+            if None not in (st.get(m + "_min"), pa.get(m + "_min")) and \
+                    st[m + "_min"] <= pa[m + "_max"] and pa[m + "_min"] <= st[m + "_max"]:
+                note = " (ranges overlap)"
+            out.append("| %s | %s | %s | %s%s |" % (m, cell[0], cell[1], fmt(ratio), note))
         for phase in ("before", "after"):
             k = "pageblocks_" + phase
             out.append("| pageblocks %s compaction (free/balloon/mixed/other) | %s | %s | |" % (
