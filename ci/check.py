@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
 import kbuild  # noqa: E402
-from kbuild import TOP, BUILD, BuildError  # noqa: E402
+from kbuild import TOP, BUILD, BuildError, series_files  # noqa: E402
 import e2e  # noqa: E402  (tools/e2e.py)
 
 SRC = os.path.join(BUILD, "check", "src")
@@ -65,16 +65,6 @@ def sh(cmd, cwd=None, check=True, log=None):
 def git(*args, cwd=SRC):
     return subprocess.run(["git"] + list(args), cwd=cwd, check=True,
                           stdout=subprocess.PIPE, text=True).stdout.strip()
-
-
-def series_files():
-    out = []
-    with open(os.path.join(TOP, "series")) as f:
-        for line in f:
-            line = line.split("#", 1)[0].strip()
-            if line:
-                out.append(line)
-    return out
 
 
 class State:
@@ -305,9 +295,7 @@ def t_e2e(fn):
         need_tree()
         image = ensure_tip_built(log)
         sh(["make", "-s", "-C", os.path.join(TOP, "tools", "guest")], log=log)
-        import e2e  # noqa: F401  (tools/ is on sys.path)
-        workdir = LOGS
-        return fn(image, workdir)
+        return fn(image, LOGS)
     run.__doc__ = fn.__doc__
     return run
 
@@ -518,8 +506,7 @@ def main():
             print("%-28s %s" % (name, " ".join((fn.__doc__ or "").split())))
         return 0
     os.makedirs(LOGS, exist_ok=True)
-    warn_file = os.path.join(BUILD, "BASE-WARNING")
-    warning = open(warn_file).read().strip() if os.path.exists(warn_file) else ""
+    warning = kbuild.base_warning()
     selected = [t for t in TESTS if not args.tests or t[0] in args.tests or t[0] == "apply"]
     entries = []
     passed = failed = 0
@@ -550,7 +537,7 @@ def main():
             print("      " + line)
         entries.append({"name": name, "status": status, "seconds": round(secs, 1),
                         "log": os.path.relpath(logpath, TOP), "summary": summary})
-    report = {"base": open(os.path.join(TOP, "ci", "kernel.pin")).read(),
+    report = {"base": kbuild.pin_text(),
               "base_warning": warning, "tests": entries,
               "passed": passed, "failed": failed}
     with open(os.path.join(RESULTS, "check.json"), "w") as f:

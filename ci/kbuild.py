@@ -12,6 +12,28 @@ CONFIGS = os.path.join(TOP, "ci", "configs")
 JOBS = str((os.cpu_count() or 2) + 1)
 
 
+def series_files():
+    """Patch files listed in `series`, in order (comments and blanks dropped)."""
+    out = []
+    with open(os.path.join(TOP, "series")) as f:
+        for line in f:
+            line = line.split("#", 1)[0].strip()
+            if line:
+                out.append(line)
+    return out
+
+
+def pin_text():
+    with open(os.path.join(TOP, "ci", "kernel.pin")) as f:
+        return f.read()
+
+
+def base_warning():
+    """The warning setup.sh wrote when the pinned base was not available."""
+    path = os.path.join(BUILD, "BASE-WARNING")
+    return open(path).read().strip() if os.path.exists(path) else ""
+
+
 class BuildError(Exception):
     pass
 
@@ -179,7 +201,7 @@ def main(argv):
     src = os.path.abspath(argv[2]) if len(argv) > 2 else os.path.join(BUILD, "linux")
     obj = os.path.abspath(argv[3]) if len(argv) > 3 else os.path.join(BUILD, "obj", name)
     names = {"test": ["test"], "bench": ["bench"]}.get(name, ["test", name])
-    log = os.path.join(obj + ".log")
+    log = obj + ".log"
     os.makedirs(obj, exist_ok=True)
     open(log, "w").close()
     try:

@@ -214,7 +214,6 @@ def table(res):
         out.append("| metric | stock | patched | patched/stock |")
         out.append("|---|---|---|---|")
         for m in METRICS:
-            s, p = by.get("stock", {}).get(m), by.get("patched", {}).get(m)
             ratio = by.get("ratio", {}).get(m)
             cell = [fmt(by.get(k, {}).get(m)) + (" (%s-%s)" % (fmt(by[k].get(m + "_min")), fmt(by[k].get(m + "_max")))
                                                  if by.get(k, {}).get(m + "_min") is not None
@@ -250,13 +249,11 @@ def main():
     workdir = os.path.join(BENCH, "runs")
     os.makedirs(workdir, exist_ok=True)
     subprocess.run(["make", "-s", "-C", os.path.join(HERE, "guest")], check=True)
-    warn_file = os.path.join(TOP, "build", "BASE-WARNING")
-    warning = open(warn_file).read().strip() if os.path.exists(warn_file) else ""
+    warning = kbuild.base_warning()
     images = build_kernels()
-    res = {"base": open(os.path.join(TOP, "ci", "kernel.pin")).read(), "base_warning": warning,
+    res = {"base": kbuild.pin_text(), "base_warning": warning,
            "config": "ci/configs/bench.config", "accel": "tcg",
-           "series": [l for l in open(os.path.join(TOP, "series")).read().split("\n")
-                      if l and not l.startswith("#")],
+           "series": kbuild.series_files(),
            "command": "tools/bench.py --reps %d --scenarios %s" % (args.reps, ",".join(names)),
            "scenarios": {}}
     for name in names:

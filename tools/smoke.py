@@ -7,6 +7,7 @@ harness.qemu.GuestError naming the condition that was not met."""
 import os
 import time
 
+import scenario
 from harness import initramfs, qemu
 
 GUEST_MB = 512
@@ -17,9 +18,10 @@ def run(image, console_log, inflate_mib=64, expect_version=None, mem_mb=GUEST_MB
     qemu.detector_selftest()
     build = os.path.dirname(console_log)
     ird = initramfs.build(os.path.join(build, "initramfs-smoke.cpio"))
-    t0 = time.monotonic()
     res = {}
-    with qemu.Guest(image, ird, console_log, mem_mb=mem_mb) as g:
+    guest = qemu.Guest(image, ird, console_log, mem_mb=mem_mb)  # may run the KVM probe
+    t0 = time.monotonic()
+    with guest as g:
         res["boot_seconds"] = round(time.monotonic() - t0, 1)
         res["release"] = g.run("uname -r")[1].strip()
         if expect_version and res["release"] != expect_version:
@@ -37,11 +39,7 @@ def run(image, console_log, inflate_mib=64, expect_version=None, mem_mb=GUEST_MB
             raise qemu.GuestError("query-balloon actual %d before inflating, expected %d"
                                   % (full, mem_mb << 20))
         pages = inflate_mib * 1024 // PAGE_KB
-        g.set_balloon_target(full - (inflate_mib << 20))
-        g.wait_until(lambda: g.vmstat()["balloon_inflate"] - v0["balloon_inflate"] >= pages,
-                     120, "balloon_inflate to grow by %d pages" % pages)
-        g.wait_until(lambda: g.balloon_actual() == full - (inflate_mib << 20), 30,
-                     "query-balloon actual to reach the target")
+        scenario.inflate_to(g, full - (inflate_mib << 20), pages, v0["balloon_inflate"], timeout=120)
         v1, m1 = g.vmstat(), g.meminfo()
         res["inflate_mib"] = inflate_mib
         res["inflated_pages"] = v1["balloon_inflate"] - v0["balloon_inflate"]
@@ -59,16 +57,11 @@ def run(image, console_log, inflate_mib=64, expect_version=None, mem_mb=GUEST_MB
         if res["kpageflags_offline"] < pages:
             raise qemu.GuestError("%d pages have KPF_OFFLINE, expected at least %d"
                                   % (res["kpageflags_offline"], pages))
-        g.set_balloon_target(full)
-        g.wait_until(lambda: g.vmstat()["balloon_deflate"] - v0["balloon_deflate"] >= pages,
-                     120, "balloon_deflate to grow by %d pages" % pages)
-        g.wait_until(lambda: g.balloon_actual() == full, 30, "query-balloon actual back to full")
+        scenario.deflate_to(g, full, pages, v0["balloon_deflate"], timeout=120)
         m2 = g.meminfo()
         res["memtotal_after_deflate_kb"] = m2["MemTotal"]
         if m2["MemTotal"] != m0["MemTotal"]:
             raise qemu.GuestError("MemTotal %d kB after deflating, %d before"
                                   % (m2["MemTotal"], m0["MemTotal"]))
-        splats = g.splats()
-        if splats:
-            raise qemu.GuestError("console has kernel reports:\n  " + "\n  ".join(splats[:20]))
+        scenario.assert_clean(g)
     return res

@@ -145,6 +145,7 @@ class Guest:
         self.qmp_sock = None
         self.qmp_file = None
         self.seq = 0
+        self.events = []   # QMP events received while waiting for replies
 
     # ---- lifecycle
     def start(self, ready_timeout=120):
@@ -164,8 +165,7 @@ class Guest:
 
     def _read(self):
         while True:
-            data = self.proc.stdout.read1(65536) if hasattr(self.proc.stdout, "read1") \
-                else os.read(self.proc.stdout.fileno(), 65536)
+            data = os.read(self.proc.stdout.fileno(), 65536)
             if not data:
                 break
             text = data.decode("utf-8", "replace").replace("\r", "")
@@ -316,7 +316,7 @@ class Guest:
                 raise GuestError("QMP closed during %s" % command)
             resp = json.loads(line)
             if "event" in resp:
-                self.events = getattr(self, "events", []) + [resp]
+                self.events.append(resp)
                 continue
             if "error" in resp:
                 err = resp["error"]
@@ -340,7 +340,7 @@ class Guest:
         command, which collects the events that arrived meanwhile."""
         def seen():
             self.qmp("query-status")
-            for i, ev in enumerate(getattr(self, "events", [])):
+            for i, ev in enumerate(self.events):
                 if ev.get("event") == name:
                     return self.events.pop(i)
             return None
