@@ -228,6 +228,12 @@ def t_kconfig(log):
     kbuild.configure(SRC, OBJ, ["test"], log=log.name)
     dbg = os.path.join(BUILD, "check", "obj-debug")
     kbuild.configure(SRC, dbg, ["test", "debug"], log=log.name)
+    frags = [kbuild.fragment_path("test"), kbuild.fragment_path("debug")]
+    marked = kbuild.series_only(frags)
+    missing = marked - kbuild.defined(SRC, marked)
+    if missing:
+        raise Fail("marked series-only but not defined with the whole series applied: %s"
+                   % " ".join(sorted(missing)))
     n1 = len(kbuild.requested([kbuild.fragment_path("test")]))
     n2 = len(kbuild.requested([kbuild.fragment_path("test"), kbuild.fragment_path("debug")]))
     return ("test config: %d requested values kept; debug config: %d kept "
@@ -298,6 +304,49 @@ def t_e2e(fn):
         return fn(image, LOGS)
     run.__doc__ = fn.__doc__
     return run
+
+
+def t_kunit_debug(log):
+    """The KUnit suites pass on the debug kernel too (test config + KASAN,
+    ci/configs/debug.config), on a two-node guest, console clean."""
+    need_tree()
+    checkout("check", log)
+    obj = os.path.join(BUILD, "check", "obj-debug")
+    try:
+        kbuild.configure(SRC, obj, ["test", "debug"], log=log.name)
+        kbuild.make(SRC, obj, "bzImage", log=log.name)
+    except BuildError as e:
+        raise Fail(str(e))
+    have = kbuild.actual(obj)
+    if have.get("CONFIG_KASAN") != "y" or have.get("CONFIG_PROVE_LOCKING") != "y":
+        raise Fail("premise: the debug kernel lacks KASAN or PROVE_LOCKING")
+    sh(["make", "-s", "-C", os.path.join(TOP, "tools", "guest")], log=log)
+    res = e2e.kunit(os.path.join(obj, "arch/x86/boot/bzImage"), LOGS, name="kunit-debug")
+    return "KASAN + PROVE_LOCKING kernel: " + res
+
+
+def t_ppc_cmm(log):
+    """powerpc pseries CMM (arch/powerpc/platforms/pseries/cmm.c), a balloon
+    driver the series converts, compiles with W=1 for ppc64le (Debian's
+    cross compiler) and adds no warning the base does not have."""
+    need_tree()
+    obj = os.path.join(BUILD, "check", "obj-ppc")
+    cross = ("powerpc", "powerpc64le-linux-gnu-")
+    targets = ["arch/powerpc/platforms/pseries/cmm.o", "mm/balloon_compaction.o"]
+    res = {}
+    for rev in ("base", "check"):
+        checkout(rev, log)
+        try:
+            kbuild.configure(SRC, obj, ["ppc-cmm"], log=log.name, base="ppc64le_defconfig",
+                             cross=cross)
+            _, out = kbuild.make(SRC, obj, *targets, extra=["W=1"], log=log.name, cross=cross)
+        except BuildError as e:
+            raise Fail("%s: %s" % (rev, e))
+        res[rev] = kbuild.findings(out, [SRC])
+    new = kbuild.new_findings(res["base"], res["check"])
+    if new:
+        raise Fail("new W=1 warnings:\n  " + "\n  ".join(new))
+    return "ppc64le_defconfig + CMM: %s build at base and tip, no new W=1 warning" % " ".join(targets)
 
 
 def sparse_run(rev, log):
@@ -490,6 +539,8 @@ TESTS = [
     ("bisect-build", t_bisect),
     ("boot-balloon", t_boot),
 ] + [(name, t_e2e(fn)) for name, fn in e2e.TESTS] + [
+    ("kunit-debug", t_kunit_debug),
+    ("ppc-cmm", t_ppc_cmm),
     ("sparse-w1", t_sparse),
     ("coccinelle", t_coccinelle),
     ("kernel-doc", t_kernel_doc),

@@ -50,11 +50,14 @@ def env():
     return e
 
 
-def make(src, obj, *targets, log=None, extra=(), check=True):
-    """Run make in `src` with O=`obj`; return (returncode, output)."""
+def make(src, obj, *targets, log=None, extra=(), check=True, cross=None):
+    """Run make in `src` with O=`obj`; return (returncode, output). `cross`
+    is (ARCH, CROSS_COMPILE) for another architecture; default x86_64."""
     os.makedirs(obj, exist_ok=True)
-    cmd = ["make", "-C", src, "O=" + obj, "ARCH=x86_64", "CC=ccache gcc",
-           "HOSTCC=ccache gcc", "-j" + JOBS] + list(extra) + list(targets)
+    arch, prefix = cross or ("x86_64", "")
+    cmd = ["make", "-C", src, "O=" + obj, "ARCH=" + arch, "CC=ccache %sgcc" % prefix,
+           "HOSTCC=ccache gcc", "-j" + JOBS] + (["CROSS_COMPILE=" + prefix] if prefix else [])
+    cmd += list(extra) + list(targets)
     p = subprocess.run(cmd, env=env(), stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, text=True, errors="replace")
     if log:
@@ -92,6 +95,31 @@ def requested(fragments):
     return want
 
 
+def series_only(fragments):
+    """Symbols a fragment marks '# series-only: CONFIG_X': defined by a
+    patch of the series, so absent from the base and from earlier prefixes
+    (bisect builds), where they are not required."""
+    out = set()
+    for frag in fragments:
+        with open(frag) as f:
+            for line in f:
+                m = re.match(r"#\s*series-only:\s*(CONFIG_\w+)", line)
+                if m:
+                    out.add(m.group(1))
+    return out
+
+
+def defined(src, symbols):
+    """The subset of `symbols` that some Kconfig file of `src` defines."""
+    if not symbols:
+        return set()
+    names = "|".join(sorted(x[len("CONFIG_"):] for x in symbols))
+    p = subprocess.run(["grep", "-rhoE", "--include=Kconfig*",
+                        r"^[[:space:]]*(menu)?config[[:space:]]+(%s)\b" % names, src],
+                       stdout=subprocess.PIPE, text=True)
+    return {"CONFIG_" + l.split()[-1] for l in p.stdout.splitlines()}
+
+
 def actual(obj):
     have = {}
     with open(os.path.join(obj, ".config")) as f:
@@ -105,12 +133,15 @@ def actual(obj):
     return have
 
 
-def verify(obj, fragments):
+def verify(obj, fragments, absent=()):
     """Return a list of 'CONFIG_X: asked y, got n' for every value the
-    fragments ask for that is not in the final .config."""
+    fragments ask for that is not in the final .config, except the
+    series-only symbols in `absent` (not defined at this revision)."""
     have = actual(obj)
     bad = []
     for sym, val in requested(fragments).items():
+        if sym in absent:
+            continue
         got = have.get(sym, "n")
         if got != val:
             bad.append("%s: asked %s, got %s" % (sym, val, got))
@@ -129,19 +160,26 @@ def expectations(fragments):
     return out
 
 
-def configure(src, obj, names, log=None):
-    """Configure `obj` as x86_64 tinyconfig plus the named fragments, in
-    order. Re-configures only when the fragments changed. Raises BuildError
-    when a requested value does not survive into the final .config."""
+def configure(src, obj, names, log=None, base="tinyconfig", cross=None):
+    """Configure `obj` as `base` (x86_64 tinyconfig unless `cross` names
+    another architecture) plus the named fragments, in order. Re-configures
+    only when the fragments changed. Raises BuildError when a requested
+    value does not survive into the final .config."""
     frags = [fragment_path(n) for n in names]
-    h = hashlib.sha256()
+    marked = series_only(frags)
+    present = defined(src, marked)
+    absent = marked - present
+    h = hashlib.sha256(("%s %s\n" % (base, cross)).encode())
     for f in frags:
         h.update(f.encode() + b"\0" + open(f, "rb").read())
+    # A revision that gains or loses a series-only symbol is configured
+    # anew, so the symbol takes the value asked for, not its default.
+    h.update(" ".join(sorted(present)).encode())
     stamp = os.path.join(obj, ".balloon-config-stamp")
     key = h.hexdigest()
     cfg = os.path.join(obj, ".config")
     if not (os.path.exists(cfg) and os.path.exists(stamp) and open(stamp).read() == key):
-        make(src, obj, "tinyconfig", log=log)
+        make(src, obj, base, log=log, cross=cross)
         cmd = [os.path.join(src, "scripts/kconfig/merge_config.sh"), "-m", "-O", obj, cfg] + frags
         p = subprocess.run(cmd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if log:
@@ -149,10 +187,10 @@ def configure(src, obj, names, log=None):
                 f.write("$ " + " ".join(cmd) + "\n" + p.stdout)
         if p.returncode:
             raise BuildError("merge_config.sh failed:\n" + p.stdout[-2000:])
-        make(src, obj, "olddefconfig", log=log)
+        make(src, obj, "olddefconfig", log=log, cross=cross)
         with open(stamp, "w") as f:
             f.write(key)
-    bad = verify(obj, frags)
+    bad = verify(obj, frags, absent)
     if bad:
         raise BuildError("config fragments not honoured in %s:\n  %s" % (cfg, "\n  ".join(bad)))
     return frags

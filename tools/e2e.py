@@ -81,9 +81,13 @@ def compaction(image, workdir):
         if s2["thp_ratio"] <= s1["thp_ratio"]:
             raise GuestError("order-9 availability did not rise: %.3f -> %.3f"
                              % (s1["thp_ratio"], s2["thp_ratio"]))
+        held = (s2["vmstat"]["balloon_inflate"] - v0["balloon_inflate"]) - \
+            (s2["vmstat"]["balloon_deflate"] - v0["balloon_deflate"])
+        _check_balloon_kb(g, held, "after compaction")
         scenario.assert_clean(g)
     return ("fragmenter freed %d pages, mixed pageblocks %d; one pass: balloon_migrate +%d, "
-            "thp_ratio %.2f -> %.2f" % (fr["freed"], pb1["mixed"], mig, s1["thp_ratio"], s2["thp_ratio"]))
+            "thp_ratio %.2f -> %.2f; Balloon: %d kB after it" % (fr["freed"], pb1["mixed"], mig,
+                                                                 s1["thp_ratio"], s2["thp_ratio"], held * 4))
 
 
 def _cma_area(g):
@@ -290,23 +294,132 @@ def device_removal(image, workdir):
                                                                          inflated))
 
 
+def two_nodes(node_mb):
+    """QEMU arguments for a guest of two NUMA nodes of node_mb each."""
+    args = []
+    for n in range(2):
+        args += ["-object", "memory-backend-ram,id=m%d,size=%dM" % (n, node_mb),
+                 "-numa", "node,nodeid=%d,memdev=m%d" % (n, n)]
+    return args
+
+
+def _balloon_kb(g):
+    """The Balloon: line of /proc/meminfo, nr_balloon_pages and the per-node
+    Balloon: lines, in kB, after folding the per-CPU counter deltas
+    (vm.stat_refresh) so that they are exact."""
+    out = g.run("echo 1 > /proc/sys/vm/stat_refresh; grep '^Balloon:' /proc/meminfo; grep '^nr_balloon_pages ' /proc/vmstat; "
+                "grep -H ' Balloon:' /sys/devices/system/node/node*/meminfo")[1]
+    m = re.search(r"^Balloon:\s+(\d+) kB", out, re.M)
+    v = re.search(r"^nr_balloon_pages (\d+)", out, re.M)
+    if not m or not v:
+        raise GuestError("no Balloon: line in /proc/meminfo or nr_balloon_pages in /proc/vmstat:\n" + out)
+    nodes = {int(n): int(kb) for n, kb in re.findall(r"node(\d+)/meminfo:Node \d+ Balloon:\s+(\d+) kB", out)}
+    return int(m.group(1)), int(v.group(1)) * scenario.PAGE // 1024, nodes
+
+
+def _check_balloon_kb(g, size_pages, when):
+    total, vmstat_kb, nodes = _balloon_kb(g)
+    want = size_pages * scenario.PAGE // 1024
+    if total != want or vmstat_kb != want or sum(nodes.values()) != want:
+        raise GuestError("%s: Balloon: %d kB, nr_balloon_pages %d kB, per node %s; the balloon holds %d kB"
+                         % (when, total, vmstat_kb, nodes, want))
+    return nodes
+
+
+def balloon_meminfo(image, workdir):
+    """The Balloon: line of /proc/meminfo, nr_balloon_pages and the per-node
+    lines track the balloon through inflate, migration to another node and
+    zone (memory offline), and deflate, on a two-node guest; MemTotal stays
+    consistent."""
+    node_mb, balloon_mb = 256, 192
+    mem_mb = 2 * node_mb
+    with scenario.guest(image, _log(workdir, "balloon-meminfo"), workdir, mem_mb=mem_mb,
+                        append="movablecore=256M memhp_default_state=online",
+                        extra=two_nodes(node_mb)) as g:
+        s0 = scenario.snapshot(g)
+        v0 = s0["vmstat"]
+        nodes0 = _check_balloon_kb(g, 0, "before inflating")
+        if sorted(nodes0) != [0, 1]:
+            raise GuestError("premise: guest nodes %s, expected 0 and 1" % sorted(nodes0))
+
+        def size(s):
+            return (s["vmstat"]["balloon_inflate"] - v0["balloon_inflate"]) - \
+                (s["vmstat"]["balloon_deflate"] - v0["balloon_deflate"])
+
+        scenario.inflate_to(g, (mem_mb - balloon_mb) * MB, balloon_mb * PAGES_PER_MB, v0["balloon_inflate"])
+        s1 = scenario.snapshot(g)
+        nodes1 = _check_balloon_kb(g, size(s1), "after inflating")
+        if nodes1[1] == 0:
+            raise GuestError("premise: no balloon page on node 1 (%s)" % nodes1)
+
+        # Offline the Movable block of node 1 that holds most balloon pages:
+        # offlining migrates to the other node first, so they change node
+        # and, as node 0's pages go to its Normal or Movable zone, maybe zone.
+        bs = int(g.read("/sys/devices/system/memory/block_size_bytes").strip(), 16)
+        ppb = bs // scenario.PAGE
+        out = g.run("for m in /sys/devices/system/memory/memory*; do "
+                    "echo \"blk ${m##*memory} $(cat $m/valid_zones) $(cat $m/state) "
+                    "$(ls -d $m/node* | sed 's/.*node//')\"; done")[1]
+        cand = [int(n) for n, z, st, node in
+                re.findall(r"^blk (\d+) (\S+).*? (online|offline) (\d+)$", out, re.M)
+                if z.startswith("Movable") and st == "online" and node == "1"]
+        if not cand:
+            raise GuestError("premise: no online Movable block on node 1:\n" + out)
+        best = max(cand, key=lambda n: scenario.pfn_range(g, n * ppb, ppb)["balloon"])
+        held = scenario.pfn_range(g, best * ppb, ppb)["balloon"]
+        if held == 0:
+            raise GuestError("premise: no balloon page in node 1's Movable blocks")
+        st, msg = g.run("echo offline > /sys/devices/system/memory/memory%d/state" % best,
+                        check=False, timeout=600)
+        state = g.read("/sys/devices/system/memory/memory%d/state" % best).strip()
+        if st or state != "offline":
+            raise GuestError("memory%d did not go offline (%s, state %s)" % (best, msg.strip(), state))
+        s2 = scenario.snapshot(g)
+        nodes2 = _check_balloon_kb(g, size(s2), "after offlining memory%d" % best)
+        mig = s2["vmstat"]["balloon_migrate"] - s1["vmstat"]["balloon_migrate"]
+        moved_kb = nodes1[1] - nodes2[1]
+        if size(s2) != size(s1) or mig < held or moved_kb < held * scenario.PAGE // 1024 or \
+                nodes2[0] - nodes1[0] != moved_kb:
+            raise GuestError("offlining memory%d (%d balloon pages): balloon %d -> %d pages, "
+                             "balloon_migrate +%d, per node %s -> %s"
+                             % (best, held, size(s1), size(s2), mig, nodes1, nodes2))
+        if s1["meminfo"]["MemTotal"] - s2["meminfo"]["MemTotal"] != bs // 1024:
+            raise GuestError("MemTotal %d -> %d kB when a %d kB block went offline: the managed "
+                             "page count did not follow the migrated balloon pages"
+                             % (s1["meminfo"]["MemTotal"], s2["meminfo"]["MemTotal"], bs // 1024))
+        g.run("echo online_movable > /sys/devices/system/memory/memory%d/state" % best, timeout=120)
+
+        scenario.deflate_to(g, mem_mb * MB, size(s2), v0["balloon_deflate"])
+        s3 = scenario.snapshot(g)
+        _check_balloon_kb(g, 0, "after deflating")
+        if size(s3) != 0 or s3["meminfo"]["MemTotal"] != s0["meminfo"]["MemTotal"]:
+            raise GuestError("after deflating: balloon %d pages, MemTotal %d kB (%d before)"
+                             % (size(s3), s3["meminfo"]["MemTotal"], s0["meminfo"]["MemTotal"]))
+        scenario.assert_clean(g)
+    return ("Balloon: 0 -> %d kB (node0 %d, node1 %d) -> offline memory%d moved %d kB node1->node0 "
+            "(balloon_migrate +%d, MemTotal -%d kB = one block) -> deflate: 0 kB, MemTotal restored"
+            % (size(s1) * 4, nodes1[0], nodes1[1], best, moved_kb, mig, bs // 1024))
+
+
 KUNIT_SUITES = os.path.join(scenario.TOP, "ci", "kunit-suites")
 
 
 def expected_suites():
-    out = []
+    """Suite name -> least number of passing cases, from ci/kunit-suites."""
+    out = {}
     for line in open(KUNIT_SUITES):
-        line = line.split("#", 1)[0].strip()
-        if line:
-            out.append(line)
+        f = line.split("#", 1)[0].split()
+        if f:
+            out[f[0]] = int(f[1]) if len(f) > 1 else 1
     return out
 
 
-def kunit(image, workdir):
-    """KUnit suites built into the test kernel ran at boot: parse each
-    suite's KTAP from debugfs; a failing or missing suite fails."""
+def kunit(image, workdir, name="kunit"):
+    """KUnit suites built into the test kernel ran at boot, on a two-node
+    guest: parse each suite's KTAP from debugfs; a failing or missing suite,
+    or one with fewer passing cases than ci/kunit-suites asks, fails."""
     want = expected_suites()
-    with scenario.guest(image, _log(workdir, "kunit"), workdir) as g:
+    with scenario.guest(image, _log(workdir, name), workdir, extra=two_nodes(256)) as g:
         out = g.run("for r in /sys/kernel/debug/kunit/*/results; do echo \"== $r\"; cat $r; done")[1]
         scenario.assert_clean(g)
     suites = {}
@@ -337,6 +450,9 @@ def kunit(image, workdir):
             problems.append("suite %s did not run (not in debugfs)" % s)
         elif suites[s]["result"] != "ok" or suites[s]["fail"]:
             problems.append("suite %s: %s, %d case(s) failed" % (s, suites[s]["result"], suites[s]["fail"]))
+        elif suites[s]["ok"] < want[s]:
+            problems.append("suite %s: %d case(s) passed, at least %d expected"
+                            % (s, suites[s]["ok"], want[s]))
     for s, r in suites.items():
         if s not in want and (r["result"] != "ok" or r["fail"]):
             problems.append("unlisted suite %s failed" % s)
@@ -351,6 +467,7 @@ TESTS = [
     ("e2e-cma", cma),
     ("e2e-memory-offline", offline),
     ("e2e-deflate-on-oom", deflate_on_oom),
+    ("e2e-balloon-meminfo", balloon_meminfo),
     ("e2e-qmp-bad-input", qmp_bad_input),
     ("e2e-device-removal", device_removal),
     ("kunit", kunit),
