@@ -401,6 +401,47 @@ def balloon_meminfo(image, workdir):
             % (size(s1) * 4, nodes1[0], nodes1[1], best, moved_kb, mig, bs // 1024))
 
 
+def freeze(image, workdir):
+    """Hibernation in PM test mode (pm_test=devices) with free page
+    reporting on: virtio_balloon's freeze deflates the balloon and deletes
+    the virtqueues, restore re-inflates. Nothing may use the old virtqueues
+    in between (stock 6.12: page reporting does, a KASAN use-after-free).
+    Needs the debug kernel (CONFIG_HIBERNATION, PM_DEBUG, KASAN)."""
+    mem_mb, balloon_mb = 512, 192
+    with scenario.guest(image, _log(workdir, "freeze"), workdir, mem_mb=mem_mb,
+                        balloon_args="free-page-reporting=on") as g:
+        st, states = g.run("cat /sys/power/state /sys/power/pm_test", check=False)
+        if st or "disk" not in states or "devices" not in states:
+            raise GuestError("premise: no hibernation or pm_test in this kernel:\n" + states)
+        feats = g.run("cat /sys/bus/virtio/drivers/virtio_balloon/virtio*/features")[1].strip()
+        if len(feats) < 6 or feats[5] != "1":
+            raise GuestError("premise: VIRTIO_BALLOON_F_REPORTING (bit 5) not negotiated: %s" % feats)
+        v0 = scenario.snapshot(g)["vmstat"]
+        target = (mem_mb - balloon_mb) * MB
+        scenario.inflate_to(g, target, balloon_mb * PAGES_PER_MB, v0["balloon_inflate"])
+        g.run("echo devices > /sys/power/pm_test")
+        st, out = g.run("echo disk > /sys/power/state; echo rc=$?", check=False, timeout=600)
+        # pr_info, below the console loglevel: look in the kernel log.
+        if "Waiting for 5 seconds" not in g.run("dmesg")[1]:
+            raise GuestError("premise: the hibernation test delay (devices frozen) did not happen: %s"
+                             % out.strip())
+        # The freeze deflated the balloon; restore inflates it back.
+        v1 = scenario.snapshot(g)["vmstat"]
+        if v1["balloon_deflate"] - v0["balloon_deflate"] < balloon_mb * PAGES_PER_MB:
+            raise GuestError("premise: the freeze did not deflate the balloon (balloon_deflate +%d)"
+                             % (v1["balloon_deflate"] - v0["balloon_deflate"]))
+        g.wait_until(lambda: g.balloon_actual() == target, 600,
+                     "the balloon to re-inflate to %d after restore" % target)
+        scenario.assert_clean(g)
+        # The device still works: a further inflation completes.
+        v2 = scenario.snapshot(g)["vmstat"]
+        scenario.inflate_to(g, target - 16 * MB, 16 * PAGES_PER_MB, v2["balloon_inflate"])
+        scenario.assert_clean(g)
+    return ("pm_test=devices hibernation with %d MiB inflated and free page reporting: "
+            "deflated on freeze, re-inflated on restore, inflates afterwards; console clean (%s)"
+            % (balloon_mb, out.strip().splitlines()[-1] if out.strip() else "no output"))
+
+
 KUNIT_SUITES = os.path.join(scenario.TOP, "ci", "kunit-suites")
 
 
