@@ -306,9 +306,9 @@ def t_e2e(fn):
     return run
 
 
-def t_kunit_debug(log):
-    """The KUnit suites pass on the debug kernel too (test config + KASAN,
-    ci/configs/debug.config), on a two-node guest, console clean."""
+def ensure_debug_built(log):
+    """The patched debug kernel (test config + ci/configs/debug.config:
+    KASAN, hibernation in PM test mode); returns its bzImage."""
     need_tree()
     checkout("check", log)
     obj = os.path.join(BUILD, "check", "obj-debug")
@@ -318,11 +318,25 @@ def t_kunit_debug(log):
     except BuildError as e:
         raise Fail(str(e))
     have = kbuild.actual(obj)
-    if have.get("CONFIG_KASAN") != "y" or have.get("CONFIG_PROVE_LOCKING") != "y":
-        raise Fail("premise: the debug kernel lacks KASAN or PROVE_LOCKING")
+    for sym in ("CONFIG_KASAN", "CONFIG_PROVE_LOCKING", "CONFIG_HIBERNATION", "CONFIG_PM_DEBUG"):
+        if have.get(sym) != "y":
+            raise Fail("premise: the debug kernel lacks %s" % sym)
     sh(["make", "-s", "-C", os.path.join(TOP, "tools", "guest")], log=log)
-    res = e2e.kunit(os.path.join(obj, "arch/x86/boot/bzImage"), LOGS, name="kunit-debug")
+    return os.path.join(obj, "arch/x86/boot/bzImage")
+
+
+def t_kunit_debug(log):
+    """The KUnit suites pass on the debug kernel too (test config + KASAN,
+    ci/configs/debug.config), on a two-node guest, console clean."""
+    res = e2e.kunit(ensure_debug_built(log), LOGS, name="kunit-debug")
     return "KASAN + PROVE_LOCKING kernel: " + res
+
+
+def t_freeze(log):
+    return e2e.freeze(ensure_debug_built(log), LOGS)
+
+
+t_freeze.__doc__ = e2e.freeze.__doc__
 
 
 def t_ppc_cmm(log):
@@ -540,6 +554,7 @@ TESTS = [
     ("boot-balloon", t_boot),
 ] + [(name, t_e2e(fn)) for name, fn in e2e.TESTS] + [
     ("kunit-debug", t_kunit_debug),
+    ("e2e-freeze", t_freeze),
     ("ppc-cmm", t_ppc_cmm),
     ("sparse-w1", t_sparse),
     ("coccinelle", t_coccinelle),

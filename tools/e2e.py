@@ -333,8 +333,11 @@ def balloon_meminfo(image, workdir):
     consistent."""
     node_mb, balloon_mb = 256, 192
     mem_mb = 2 * node_mb
+    # The balloon_migrate tracepoint is enabled from boot, so that its ring
+    # buffer is allocated before the test and not in the memory it looks at.
     with scenario.guest(image, _log(workdir, "balloon-meminfo"), workdir, mem_mb=mem_mb,
-                        append="movablecore=256M memhp_default_state=online",
+                        append="movablecore=256M memhp_default_state=online "
+                               "trace_event=balloon:balloon_migrate trace_buf_size=4M",
                         extra=two_nodes(node_mb)) as g:
         s0 = scenario.snapshot(g)
         v0 = s0["vmstat"]
@@ -387,6 +390,15 @@ def balloon_meminfo(image, workdir):
             raise GuestError("MemTotal %d -> %d kB when a %d kB block went offline: the managed "
                              "page count did not follow the migrated balloon pages"
                              % (s1["meminfo"]["MemTotal"], s2["meminfo"]["MemTotal"], bs // 1024))
+        # Every migrated page left a balloon_migrate event with its nodes.
+        g.run("mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null; true")
+        tr = g.run("grep -c 'balloon_migrate: .* nid=1 .* new_nid=0 result=done' "
+                   "/sys/kernel/tracing/trace", check=False)[1].split()
+        traced = int(tr[0]) if tr and tr[0].isdigit() else -1
+        if traced < held:
+            raise GuestError("%d balloon_migrate events node 1 -> node 0 with result=done, fewer "
+                             "than the %d balloon pages the block held (ring buffer overrun?)"
+                             % (traced, held))
         g.run("echo online_movable > /sys/devices/system/memory/memory%d/state" % best, timeout=120)
 
         scenario.deflate_to(g, mem_mb * MB, size(s2), v0["balloon_deflate"])
@@ -397,8 +409,9 @@ def balloon_meminfo(image, workdir):
                              % (size(s3), s3["meminfo"]["MemTotal"], s0["meminfo"]["MemTotal"]))
         scenario.assert_clean(g)
     return ("Balloon: 0 -> %d kB (node0 %d, node1 %d) -> offline memory%d moved %d kB node1->node0 "
-            "(balloon_migrate +%d, MemTotal -%d kB = one block) -> deflate: 0 kB, MemTotal restored"
-            % (size(s1) * 4, nodes1[0], nodes1[1], best, moved_kb, mig, bs // 1024))
+            "(balloon_migrate +%d, %d tracepoint events nid=1 new_nid=0 result=done, MemTotal -%d kB "
+            "= one block) -> deflate: 0 kB, MemTotal restored"
+            % (size(s1) * 4, nodes1[0], nodes1[1], best, moved_kb, mig, traced, bs // 1024))
 
 
 def freeze(image, workdir):
