@@ -294,12 +294,15 @@ def device_removal(image, workdir):
                                                                          inflated))
 
 
-def two_nodes(node_mb):
-    """QEMU arguments for a guest of two NUMA nodes of node_mb each."""
+def two_nodes(node_mb, cpus_on=None):
+    """QEMU arguments for a guest of two NUMA nodes of node_mb each; with
+    cpus_on, both (of smp=2) CPUs belong to that node, the other has memory
+    only."""
     args = []
     for n in range(2):
+        cpus = ",cpus=0-1" if cpus_on == n else ""
         args += ["-object", "memory-backend-ram,id=m%d,size=%dM" % (n, node_mb),
-                 "-numa", "node,nodeid=%d,memdev=m%d" % (n, n)]
+                 "-numa", "node,nodeid=%d%s,memdev=m%d" % (n, cpus, n)]
     return args
 
 
@@ -331,14 +334,14 @@ def balloon_meminfo(image, workdir):
     lines track the balloon through inflate, migration to another node and
     zone (memory offline), and deflate, on a two-node guest; MemTotal stays
     consistent."""
-    node_mb, balloon_mb = 256, 192
+    node_mb, balloon_mb = 384, 192
     mem_mb = 2 * node_mb
     # The balloon_migrate tracepoint is enabled from boot, so that its ring
     # buffer is allocated before the test and not in the memory it looks at.
     with scenario.guest(image, _log(workdir, "balloon-meminfo"), workdir, mem_mb=mem_mb,
-                        append="movablecore=256M memhp_default_state=online "
+                        append="movablecore=512M memhp_default_state=online "
                                "trace_event=balloon:balloon_migrate trace_buf_size=4M",
-                        extra=two_nodes(node_mb)) as g:
+                        extra=two_nodes(node_mb, cpus_on=1)) as g:
         s0 = scenario.snapshot(g)
         v0 = s0["vmstat"]
         nodes0 = _check_balloon_kb(g, 0, "before inflating")
@@ -352,12 +355,16 @@ def balloon_meminfo(image, workdir):
         scenario.inflate_to(g, (mem_mb - balloon_mb) * MB, balloon_mb * PAGES_PER_MB, v0["balloon_inflate"])
         s1 = scenario.snapshot(g)
         nodes1 = _check_balloon_kb(g, size(s1), "after inflating")
-        if nodes1[1] == 0:
-            raise GuestError("premise: no balloon page on node 1 (%s)" % nodes1)
+        # The balloon allocates on the node of the CPU its work runs on. The
+        # CPUs sit on the upper half of memory (QEMU node 1; Linux numbers
+        # the node with CPUs first), where movablecore leaves a whole
+        # Movable block: take pages from the node holding most of them.
+        src = max(nodes1, key=lambda n: nodes1[n])
+        dst = 1 - src
 
-        # Offline the Movable block of node 1 that holds most balloon pages:
-        # offlining migrates to the other node first, so they change node
-        # and, as node 0's pages go to its Normal or Movable zone, maybe zone.
+        # Offline the Movable block of that node that holds most balloon
+        # pages: offlining migrates to the other node, so the pages change
+        # node and, as they may land in its Normal or Movable zone, zone.
         bs = int(g.read("/sys/devices/system/memory/block_size_bytes").strip(), 16)
         ppb = bs // scenario.PAGE
         out = g.run("for m in /sys/devices/system/memory/memory*; do "
@@ -365,13 +372,18 @@ def balloon_meminfo(image, workdir):
                     "$(ls -d $m/node* | sed 's/.*node//')\"; done")[1]
         cand = [int(n) for n, z, st, node in
                 re.findall(r"^blk (\d+) (\S+).*? (online|offline) (\d+)$", out, re.M)
-                if z.startswith("Movable") and st == "online" and node == "1"]
+                if z.startswith("Movable") and st == "online" and node == str(src)]
         if not cand:
-            raise GuestError("premise: no online Movable block on node 1:\n" + out)
-        best = max(cand, key=lambda n: scenario.pfn_range(g, n * ppb, ppb)["balloon"])
-        held = scenario.pfn_range(g, best * ppb, ppb)["balloon"]
+            raise GuestError("premise: no online Movable block on node %d:\n%s" % (src, out))
+        # A block with a hole (the top one, below QEMU's ACPI tables) cannot
+        # go offline.
+        ranges = {n: scenario.pfn_range(g, n * ppb, ppb) for n in cand}
+        cand = [n for n in cand if ranges[n]["hole"] == 0]
+        best = max(cand, key=lambda n: ranges[n]["balloon"]) if cand else None
+        held = ranges[best]["balloon"] if cand else 0
         if held == 0:
-            raise GuestError("premise: no balloon page in node 1's Movable blocks")
+            raise GuestError("premise: no balloon page in node %d's hole-free Movable blocks (%s)"
+                             % (src, ranges))
         st, msg = g.run("echo offline > /sys/devices/system/memory/memory%d/state" % best,
                         check=False, timeout=600)
         state = g.read("/sys/devices/system/memory/memory%d/state" % best).strip()
@@ -380,9 +392,9 @@ def balloon_meminfo(image, workdir):
         s2 = scenario.snapshot(g)
         nodes2 = _check_balloon_kb(g, size(s2), "after offlining memory%d" % best)
         mig = s2["vmstat"]["balloon_migrate"] - s1["vmstat"]["balloon_migrate"]
-        moved_kb = nodes1[1] - nodes2[1]
+        moved_kb = nodes1[src] - nodes2[src]
         if size(s2) != size(s1) or mig < held or moved_kb < held * scenario.PAGE // 1024 or \
-                nodes2[0] - nodes1[0] != moved_kb:
+                nodes2[dst] - nodes1[dst] != moved_kb:
             raise GuestError("offlining memory%d (%d balloon pages): balloon %d -> %d pages, "
                              "balloon_migrate +%d, per node %s -> %s"
                              % (best, held, size(s1), size(s2), mig, nodes1, nodes2))
@@ -392,13 +404,13 @@ def balloon_meminfo(image, workdir):
                              % (s1["meminfo"]["MemTotal"], s2["meminfo"]["MemTotal"], bs // 1024))
         # Every migrated page left a balloon_migrate event with its nodes.
         g.run("mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null; true")
-        tr = g.run("grep -c 'balloon_migrate: .* nid=1 .* new_nid=0 result=done' "
-                   "/sys/kernel/tracing/trace", check=False)[1].split()
+        tr = g.run("grep -c 'balloon_migrate: .* nid=%d .* new_nid=%d result=done' "
+                   "/sys/kernel/tracing/trace" % (src, dst), check=False)[1].split()
         traced = int(tr[0]) if tr and tr[0].isdigit() else -1
         if traced < held:
-            raise GuestError("%d balloon_migrate events node 1 -> node 0 with result=done, fewer "
+            raise GuestError("%d balloon_migrate events node %d -> node %d with result=done, fewer "
                              "than the %d balloon pages the block held (ring buffer overrun?)"
-                             % (traced, held))
+                             % (traced, src, dst, held))
         g.run("echo online_movable > /sys/devices/system/memory/memory%d/state" % best, timeout=120)
 
         scenario.deflate_to(g, mem_mb * MB, size(s2), v0["balloon_deflate"])
@@ -408,10 +420,10 @@ def balloon_meminfo(image, workdir):
             raise GuestError("after deflating: balloon %d pages, MemTotal %d kB (%d before)"
                              % (size(s3), s3["meminfo"]["MemTotal"], s0["meminfo"]["MemTotal"]))
         scenario.assert_clean(g)
-    return ("Balloon: 0 -> %d kB (node0 %d, node1 %d) -> offline memory%d moved %d kB node1->node0 "
-            "(balloon_migrate +%d, %d tracepoint events nid=1 new_nid=0 result=done, MemTotal -%d kB "
-            "= one block) -> deflate: 0 kB, MemTotal restored"
-            % (size(s1) * 4, nodes1[0], nodes1[1], best, moved_kb, mig, traced, bs // 1024))
+    return ("Balloon: 0 -> %d kB (node0 %d, node1 %d) -> offline memory%d moved %d kB node%d->node%d "
+            "(balloon_migrate +%d, %d tracepoint events with these nodes and result=done, MemTotal "
+            "-%d kB = one block) -> deflate: 0 kB, MemTotal restored"
+            % (size(s1) * 4, nodes1[0], nodes1[1], best, moved_kb, src, dst, mig, traced, bs // 1024))
 
 
 def freeze(image, workdir):
