@@ -432,7 +432,9 @@ def freeze(image, workdir):
     the virtqueues, restore re-inflates. Nothing may use the old virtqueues
     in between (stock 6.12: page reporting does, a KASAN use-after-free).
     Needs the debug kernel (CONFIG_HIBERNATION, PM_DEBUG, KASAN)."""
-    mem_mb, balloon_mb = 512, 192
+    # Hibernation preallocates its image: with KASAN's shadow, 512 MiB is
+    # too little once 192 MiB is ballooned ("Image allocation ... short").
+    mem_mb, balloon_mb = 1024, 192
     with scenario.guest(image, _log(workdir, "freeze"), workdir, mem_mb=mem_mb,
                         balloon_args="free-page-reporting=on") as g:
         st, states = g.run("cat /sys/power/state /sys/power/pm_test", check=False)
