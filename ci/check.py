@@ -237,7 +237,7 @@ def t_kconfig(log):
     n1 = len(kbuild.requested([kbuild.fragment_path("test")]))
     n2 = len(kbuild.requested([kbuild.fragment_path("test"), kbuild.fragment_path("debug")]))
     return ("test config: %d requested values kept; debug config: %d kept "
-            "(debug is configured here, built by the KUnit tests)" % (n1, n2))
+            "(the debug kernel is built by kunit-debug and e2e-freeze)" % (n1, n2))
 
 
 def build_at(rev, log, w1=True):
