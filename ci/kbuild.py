@@ -178,7 +178,11 @@ def configure(src, obj, names, log=None, base="tinyconfig", cross=None):
     stamp = os.path.join(obj, ".balloon-config-stamp")
     key = h.hexdigest()
     cfg = os.path.join(obj, ".config")
-    if not (os.path.exists(cfg) and os.path.exists(stamp) and open(stamp).read() == key):
+    fresh = (os.path.exists(cfg) and os.path.exists(stamp) and open(stamp).read() == key
+             # A build at another revision (make's syncconfig) may have
+             # dropped a series-only symbol from the .config since.
+             and not verify(obj, frags, absent))
+    if not fresh:
         make(src, obj, base, log=log, cross=cross)
         cmd = [os.path.join(src, "scripts/kconfig/merge_config.sh"), "-m", "-O", obj, cfg] + frags
         p = subprocess.run(cmd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
