@@ -95,18 +95,23 @@ def requested(fragments):
     return want
 
 
+def markers(fragments, key):
+    """The values of the fragments' '# key: value' comment lines, in order."""
+    out = []
+    for frag in fragments:
+        with open(frag) as f:
+            for line in f:
+                m = re.match(r"#\s*%s:\s*(\S+)" % re.escape(key), line)
+                if m:
+                    out.append(m.group(1))
+    return out
+
+
 def series_only(fragments):
     """Symbols a fragment marks '# series-only: CONFIG_X': defined by a
     patch of the series, so absent from the base and from earlier prefixes
     (bisect builds), where they are not required."""
-    out = set()
-    for frag in fragments:
-        with open(frag) as f:
-            for line in f:
-                m = re.match(r"#\s*series-only:\s*(CONFIG_\w+)", line)
-                if m:
-                    out.add(m.group(1))
-    return out
+    return set(markers(fragments, "series-only"))
 
 
 def defined(src, symbols):
@@ -150,14 +155,7 @@ def verify(obj, fragments, absent=()):
 
 def expectations(fragments):
     """Objects a fragment says its config must build ('# expect: path')."""
-    out = []
-    for frag in fragments:
-        with open(frag) as f:
-            for line in f:
-                m = re.match(r"#\s*expect:\s*(\S+)", line)
-                if m:
-                    out.append(m.group(1))
-    return out
+    return markers(fragments, "expect")
 
 
 def configure(src, obj, names, log=None, base="tinyconfig", cross=None):

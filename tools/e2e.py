@@ -149,13 +149,10 @@ def offline(image, workdir):
     mem_mb, balloon_mb = 512, 256
     with scenario.guest(image, _log(workdir, "offline"), workdir, mem_mb=mem_mb,
                         append="movablecore=256M memhp_default_state=online") as g:
-        bs = int(g.read("/sys/devices/system/memory/block_size_bytes").strip(), 16)
-        out = g.run("for m in /sys/devices/system/memory/memory*; do "
-                    "echo \"blk ${m##*memory} $(cat $m/valid_zones) $(cat $m/state)\"; done")[1]
-        blocks = [(int(n), z, s) for n, z, s in re.findall(r"blk (\d+) (\S+)\S* ?.*? (\w+)$", out, re.M)]
-        movable = [n for n, z, s in blocks if z.startswith("Movable") and s == "online"]
+        bs, blocks = scenario.memory_blocks(g)
+        movable = [n for n, z, s, _ in blocks if z.startswith("Movable") and s == "online"]
         if not movable:
-            raise GuestError("premise: no online Movable memory block:\n" + out)
+            raise GuestError("premise: no online Movable memory block: %s" % blocks)
         v0 = scenario.snapshot(g)["vmstat"]
         scenario.inflate_to(g, (mem_mb - balloon_mb) * MB, balloon_mb * PAGES_PER_MB,
                             v0["balloon_inflate"])
@@ -166,11 +163,7 @@ def offline(image, workdir):
             raise GuestError("premise: no balloon page in any Movable block")
         s1 = scenario.snapshot(g)
         actual1 = g.balloon_actual()
-        st, out = g.run("echo offline > /sys/devices/system/memory/memory%d/state" % best,
-                        check=False, timeout=600)
-        state = g.read("/sys/devices/system/memory/memory%d/state" % best).strip()
-        if st or state != "offline":
-            raise GuestError("memory%d did not go offline (%s, state %s)" % (best, out.strip(), state))
+        scenario.offline_block(g, best)
         s2 = scenario.snapshot(g)
         g.run("echo online_movable > /sys/devices/system/memory/memory%d/state" % best, timeout=120)
         state = g.read("/sys/devices/system/memory/memory%d/state" % best).strip()
@@ -365,16 +358,12 @@ def balloon_meminfo(image, workdir):
         # Offline the Movable block of that node that holds most balloon
         # pages: offlining migrates to the other node, so the pages change
         # node and, as they may land in its Normal or Movable zone, zone.
-        bs = int(g.read("/sys/devices/system/memory/block_size_bytes").strip(), 16)
+        bs, blocks = scenario.memory_blocks(g)
         ppb = bs // scenario.PAGE
-        out = g.run("for m in /sys/devices/system/memory/memory*; do "
-                    "echo \"blk ${m##*memory} $(cat $m/valid_zones) $(cat $m/state) "
-                    "$(ls -d $m/node* | sed 's/.*node//')\"; done")[1]
-        cand = [int(n) for n, z, st, node in
-                re.findall(r"^blk (\d+) (\S+).*? (online|offline) (\d+)$", out, re.M)
-                if z.startswith("Movable") and st == "online" and node == str(src)]
+        cand = [n for n, z, st, node in blocks
+                if z.startswith("Movable") and st == "online" and node == src]
         if not cand:
-            raise GuestError("premise: no online Movable block on node %d:\n%s" % (src, out))
+            raise GuestError("premise: no online Movable block on node %d: %s" % (src, blocks))
         # A block with a hole (the top one, below QEMU's ACPI tables) cannot
         # go offline.
         ranges = {n: scenario.pfn_range(g, n * ppb, ppb) for n in cand}
@@ -384,11 +373,7 @@ def balloon_meminfo(image, workdir):
         if held == 0:
             raise GuestError("premise: no balloon page in node %d's hole-free Movable blocks (%s)"
                              % (src, ranges))
-        st, msg = g.run("echo offline > /sys/devices/system/memory/memory%d/state" % best,
-                        check=False, timeout=600)
-        state = g.read("/sys/devices/system/memory/memory%d/state" % best).strip()
-        if st or state != "offline":
-            raise GuestError("memory%d did not go offline (%s, state %s)" % (best, msg.strip(), state))
+        scenario.offline_block(g, best)
         s2 = scenario.snapshot(g)
         nodes2 = _check_balloon_kb(g, size(s2), "after offlining memory%d" % best)
         mig = s2["vmstat"]["balloon_migrate"] - s1["vmstat"]["balloon_migrate"]

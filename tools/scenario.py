@@ -72,6 +72,27 @@ def pfn_range(g, start, count):
     return res
 
 
+def memory_blocks(g):
+    """(block size in bytes, [(block number, first valid zone, state, node)])
+    from /sys/devices/system/memory."""
+    bs = int(g.read("/sys/devices/system/memory/block_size_bytes").strip(), 16)
+    out = g.run("for m in /sys/devices/system/memory/memory*; do "
+                "echo \"blk ${m##*memory} $(cat $m/valid_zones) $(cat $m/state) "
+                "$(ls -d $m/node* | sed 's/.*node//')\"; done")[1]
+    blocks = [(int(n), z, st, int(node)) for n, z, st, node in
+              re.findall(r"^blk (\d+) (\S+).*? (online|offline) (\d+)$", out, re.M)]
+    return bs, blocks
+
+
+def offline_block(g, n, timeout=600):
+    """Take memory block n offline; raise if it did not go."""
+    st, out = g.run("echo offline > /sys/devices/system/memory/memory%d/state" % n,
+                    check=False, timeout=timeout)
+    state = g.read("/sys/devices/system/memory/memory%d/state" % n).strip()
+    if st or state != "offline":
+        raise qemu.GuestError("memory%d did not go offline (%s, state %s)" % (n, out.strip(), state))
+
+
 def start_fragmenter(g, mib, pattern, timeout=900):
     """Run `fragment MIB PATTERN` in the background of the guest shell; it
     holds its pages until release_fragmenter(). Returns its summary."""
