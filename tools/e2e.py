@@ -411,27 +411,92 @@ def balloon_meminfo(image, workdir):
             % (size(s1) * 4, nodes1[0], nodes1[1], best, moved_kb, src, dst, mig, traced, bs // 1024))
 
 
+# Work functions of virtio_balloon and of page reporting: each uses one of
+# the balloon's virtqueues.
+VQ_USERS = ("page_reporting_process", "update_balloon_size_func",
+            "update_balloon_stats_func", "report_free_page_func")
+_TRACE_LINE = re.compile(r"\s(\d+\.\d+): (\w+): (.*)$")
+
+
+def _frozen_window(trace, dev):
+    """(start of dev's bus freeze callback, its end, start of its bus
+    restore/thaw callback, end of that) from power:device_pm_callback_*
+    lines of the trace."""
+    marks = {}
+    cur = None
+    for line in trace.splitlines():
+        m = _TRACE_LINE.search(line)
+        if not m:
+            continue
+        t, ev, rest = float(m.group(1)), m.group(2), m.group(3)
+        # "<driver> <device>, parent: <parent>, [bus ][<verb>]" (or "<device>, ..."
+        # for a device without a driver)
+        if not re.match(r"(\S+ )?%s," % re.escape(dev), rest):
+            continue
+        if ev == "device_pm_callback_start":
+            k = re.search(r"bus \[(\w+)\]", rest)
+            cur = None
+            if k and k.group(1) == "freeze" and "freeze" not in marks:
+                cur = "freeze"
+            elif k and k.group(1) in ("restore", "thaw", "recover") and "freeze" in marks:
+                cur = "restore"
+            if cur:
+                marks[cur] = [t, None]
+        elif ev == "device_pm_callback_end" and cur:
+            marks[cur][1] = t
+            cur = None
+    if "freeze" not in marks or "restore" not in marks or None in marks["freeze"] + marks["restore"]:
+        raise GuestError("premise: no complete bus freeze and restore callback of %s in the trace: %s"
+                         % (dev, marks))
+    return marks["freeze"] + marks["restore"]
+
+
+def _work_events(trace, event):
+    """[(time, function)] of workqueue_<event> lines for VQ_USERS."""
+    out = []
+    for line in trace.splitlines():
+        m = _TRACE_LINE.search(line)
+        if not m or m.group(2) != "workqueue_" + event:
+            continue
+        f = re.search(r"function[= ](\w+)", m.group(3))
+        if f and f.group(1) in VQ_USERS:
+            out.append((float(m.group(1)), f.group(1)))
+    return out
+
+
 def freeze(image, workdir):
     """Hibernation in PM test mode (pm_test=devices) with free page
     reporting on: virtio_balloon's freeze deflates the balloon and deletes
-    the virtqueues, restore re-inflates. Nothing may use the old virtqueues
-    in between (page reporting could on stock 6.12; this test did not catch
-    it there, it passes on stock too). Needs the debug kernel
-    (CONFIG_HIBERNATION, PM_DEBUG, KASAN)."""
+    the virtqueues, restore re-inflates. A report (2026) said page
+    reporting could use the deleted reporting virtqueue in between; on
+    6.12 its work, like the driver's own, runs on a freezable workqueue.
+    The trace shows it: reporting work is queued while the device is
+    frozen (premise) but no work that uses a balloon virtqueue runs from
+    the start of the device's freeze callback to the end of its restore.
+    Needs the debug kernel (CONFIG_HIBERNATION, PM_DEBUG, KASAN)."""
     # Hibernation preallocates its image: with KASAN's shadow, 512 MiB is
     # too little once 192 MiB is ballooned ("Image allocation ... short").
     mem_mb, balloon_mb = 1024, 192
+    events = ("workqueue:workqueue_queue_work,workqueue:workqueue_execute_start,"
+              "power:device_pm_callback_start,power:device_pm_callback_end")
+    # Trace events on from boot: the ring buffer is allocated before the test.
     with scenario.guest(image, _log(workdir, "freeze"), workdir, mem_mb=mem_mb,
+                        append="trace_event=%s trace_buf_size=4M" % events,
                         balloon_args="free-page-reporting=on") as g:
         st, states = g.run("cat /sys/power/state /sys/power/pm_test", check=False)
         if st or "disk" not in states or "devices" not in states:
             raise GuestError("premise: no hibernation or pm_test in this kernel:\n" + states)
-        feats = g.run("cat /sys/bus/virtio/drivers/virtio_balloon/virtio*/features")[1].strip()
+        vdev = g.run("ls /sys/bus/virtio/drivers/virtio_balloon/ | grep virtio")[1].split()[0]
+        feats = g.run("cat /sys/bus/virtio/drivers/virtio_balloon/%s/features" % vdev)[1].strip()
         if len(feats) < 6 or feats[5] != "1":
             raise GuestError("premise: VIRTIO_BALLOON_F_REPORTING (bit 5) not negotiated: %s" % feats)
+        # The virtio-pci device whose bus callbacks freeze and restore the balloon.
+        pdev = os.path.basename(g.run("readlink -f /sys/bus/virtio/devices/%s/.." % vdev)[1].strip())
         v0 = scenario.snapshot(g)["vmstat"]
         target = (mem_mb - balloon_mb) * MB
         scenario.inflate_to(g, target, balloon_mb * PAGES_PER_MB, v0["balloon_inflate"])
+        g.run("mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null; true")
+        g.run("echo > /sys/kernel/tracing/trace")
         g.run("echo devices > /sys/power/pm_test")
         st, out = g.run("echo disk > /sys/power/state; echo rc=$?", check=False, timeout=600)
         # pr_info, below the console loglevel: look in the kernel log.
@@ -445,14 +510,30 @@ def freeze(image, workdir):
                              % (v1["balloon_deflate"] - v0["balloon_deflate"]))
         g.wait_until(lambda: g.balloon_actual() == target, 600,
                      "the balloon to re-inflate to %d after restore" % target)
+        g.run("echo 0 > /sys/kernel/tracing/tracing_on")
+        trace = g.run("grep -E '%s|%s' /sys/kernel/tracing/trace; true"
+                      % ("|".join(VQ_USERS), re.escape(pdev)), timeout=300)[1]
+        f0, f1, r0, r1 = _frozen_window(trace, pdev)
+        queued = [t for t, f in _work_events(trace, "queue_work")
+                  if f == "page_reporting_process" and f1 < t < r0]
+        if not queued:
+            raise GuestError("premise: no page reporting work was queued while %s was frozen "
+                             "(%.3f-%.3f s)" % (pdev, f1, r0))
+        ran = [(t, f) for t, f in _work_events(trace, "execute_start") if f0 <= t <= r1]
+        if ran:
+            raise GuestError("virtqueue users ran between the freeze (%.3f s) and the end of the restore "
+                             "(%.3f s) of %s: %s" % (f0, r1, pdev, ran[:10]))
+        later = [t for t, f in _work_events(trace, "execute_start")
+                 if f == "page_reporting_process" and t > r1]
         scenario.assert_clean(g)
         # The device still works: a further inflation completes.
         v2 = scenario.snapshot(g)["vmstat"]
         scenario.inflate_to(g, target - 16 * MB, 16 * PAGES_PER_MB, v2["balloon_inflate"])
         scenario.assert_clean(g)
-    return ("pm_test=devices hibernation with %d MiB inflated and free page reporting: "
-            "deflated on freeze, re-inflated on restore, inflates afterwards; console clean (%s)"
-            % (balloon_mb, out.strip().splitlines()[-1] if out.strip() else "no output"))
+    return ("pm_test=devices hibernation, %d MiB inflated, free page reporting on: deflated on freeze "
+            "(%s frozen %.3f-%.3f s), page reporting queued at %.3f s ran at %s, no virtqueue user ran "
+            "in between; re-inflated after restore, inflates afterwards; console clean"
+            % (balloon_mb, pdev, f1, r0, queued[0], "%.3f s" % later[0] if later else "no time traced"))
 
 
 KUNIT_SUITES = os.path.join(scenario.TOP, "ci", "kunit-suites")
