@@ -339,6 +339,32 @@ def t_freeze(log):
 t_freeze.__doc__ = e2e.freeze.__doc__
 
 
+def t_kunit_tool(log):
+    """The series' KUnit suites run the way kernel developers run KUnit:
+    tools/testing/kunit/kunit.py run --arch=x86_64 --kunitconfig=mm (a
+    kernel configured from mm/.kunitconfig alone, QEMU with qboot, no KVM):
+    kunit.py succeeds and every suite mm/balloon_compaction_kunit.c defines
+    passes (on this one-node guest the cross-node case skips)."""
+    need_tree()
+    checkout("check", log)
+    kfile = os.path.join(SRC, "mm", "balloon_compaction_kunit.c")
+    suites = re.findall(r'\.name\s*=\s*"([^"]+)"', open(kfile).read())
+    if not suites:
+        raise Fail("premise: no suite name found in %s" % kfile)
+    bdir = os.path.join(BUILD, "check", "kunit-tool")
+    out = sh([sys.executable, "tools/testing/kunit/kunit.py", "run", "--arch=x86_64",
+              "--kunitconfig=mm", "--build_dir=" + bdir, "--jobs=" + kbuild.JOBS,
+              "--make_options=CC=ccache gcc", "--make_options=HOSTCC=ccache gcc"],
+             cwd=SRC, log=log)
+    got = dict((n, r) for r, n in re.findall(r"=+ \[(\w+)\] (\S+) =+", out))
+    bad = ["%s: %s" % (n, got.get(n, "did not run")) for n in suites if got.get(n) != "PASSED"]
+    if bad:
+        raise Fail("kunit.py: " + "; ".join(bad))
+    total = re.search(r"Testing complete\. (Ran .*)", out)
+    return "kunit.py --kunitconfig=mm: %s PASSED; %s" % (", ".join(suites),
+                                                         total.group(1) if total else "?")
+
+
 def t_ppc_cmm(log):
     """powerpc pseries CMM (arch/powerpc/platforms/pseries/cmm.c), a balloon
     driver the series converts, compiles with W=1 for ppc64le (Debian's
@@ -554,6 +580,7 @@ TESTS = [
     ("boot-balloon", t_boot),
 ] + [(name, t_e2e(fn)) for name, fn in e2e.TESTS] + [
     ("kunit-debug", t_kunit_debug),
+    ("kunit-tool", t_kunit_tool),
     ("e2e-freeze", t_freeze),
     ("ppc-cmm", t_ppc_cmm),
     ("sparse-w1", t_sparse),

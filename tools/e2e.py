@@ -540,23 +540,31 @@ KUNIT_SUITES = os.path.join(scenario.TOP, "ci", "kunit-suites")
 
 
 def expected_suites():
-    """Suite name -> least number of passing cases, from ci/kunit-suites."""
-    out = {}
+    """({suite: least number of passing cases}, {suite: regex of the one
+    warning it triggers on purpose}) from ci/kunit-suites."""
+    want, warns = {}, {}
     for line in open(KUNIT_SUITES):
-        f = line.split("#", 1)[0].split()
+        line = line.split("#", 1)[0].strip()
+        if line.startswith("warning "):
+            _, suite, regex = line.split(None, 2)
+            warns[suite] = regex
+            continue
+        f = line.split()
         if f:
-            out[f[0]] = int(f[1]) if len(f) > 1 else 1
-    return out
+            want[f[0]] = int(f[1]) if len(f) > 1 else 1
+    return want, warns
 
 
 def kunit(image, workdir, name="kunit"):
     """KUnit suites built into the test kernel ran at boot, on a two-node
     guest: parse each suite's KTAP from debugfs; a failing or missing suite,
-    or one with fewer passing cases than ci/kunit-suites asks, fails."""
-    want = expected_suites()
+    or one with fewer passing cases than ci/kunit-suites asks, fails. A
+    warning ci/kunit-suites lists for a suite must appear exactly once
+    (its block is then not a console report); any other report fails."""
+    want, warns = expected_suites()
     with scenario.guest(image, _log(workdir, name), workdir, extra=two_nodes(256)) as g:
         out = g.run("for r in /sys/kernel/debug/kunit/*/results; do echo \"== $r\"; cat $r; done")[1]
-        scenario.assert_clean(g)
+        seen = scenario.assert_clean(g, tuple(warns.values()))
     suites = {}
     cur = None
     for line in out.splitlines():
@@ -591,9 +599,17 @@ def kunit(image, workdir, name="kunit"):
     for s, r in suites.items():
         if s not in want and (r["result"] != "ok" or r["fail"]):
             problems.append("unlisted suite %s failed" % s)
+    # A warning a suite triggers on purpose must show up exactly once.
+    for s, regex in warns.items():
+        n = seen[regex] if s in suites else 0
+        if n != (1 if s in suites else 0):
+            problems.append("suite %s: %d warning(s) matching %r, expected %d"
+                            % (s, n, regex, 1 if s in suites else 0))
     if problems:
         raise GuestError("\n".join(problems))
-    return "; ".join("%s: %d ok, %d skipped" % (s, suites[s]["ok"], suites[s]["skip"]) for s in want)
+    return "; ".join("%s: %d ok, %d skipped%s" % (s, suites[s]["ok"], suites[s]["skip"],
+                                                ", its warning seen once" if s in warns else "")
+                     for s in want)
 
 
 TESTS = [

@@ -39,12 +39,51 @@ SPLAT_SAMPLES = [
 ]
 
 
+CUT_HERE = "------------[ cut here ]------------"
+END_TRACE = "---[ end trace "
+# An expected warning's block that never shows its end line stops hiding
+# lines after this many.
+WARN_BLOCK_MAX = 120
+
+
+def take_expected(lines, expected):
+    """Split kernel log lines into (lines outside expected warnings,
+    {regex: set of message lines}). A warning is expected when the line
+    after its "cut here" line matches one of the regexes in expected; its
+    whole block, to the "end trace" line, is taken out."""
+    rest, seen = [], {r: set() for r in expected}
+    skip = 0
+    for i, l in enumerate(lines):
+        if skip:
+            skip -= 1
+            if END_TRACE in l:
+                skip = 0
+            continue
+        if CUT_HERE in l and i + 1 < len(lines):
+            hit = [r for r in expected if re.search(r, lines[i + 1])]
+            if hit:
+                seen[hit[0]].add(lines[i + 1].strip())
+                skip = WARN_BLOCK_MAX
+                continue
+        rest.append(l)
+    return rest, seen
+
+
 def detector_selftest():
-    """Raise if SPLAT misses a known report line or flags a clean boot line."""
+    """Raise if SPLAT misses a known report line or flags a clean boot line,
+    or if taking out an expected warning hides anything else."""
     missed = [l for l in SPLAT_SAMPLES if not SPLAT.search(l)]
     clean = "[    0.000000] Linux version 6.12.117 (balloon@series) #1 SMP"
     if missed or SPLAT.search(clean):
         raise GuestError("splat detector self-test failed: %r" % (missed or clean))
+    log = ["[    1.0] " + CUT_HERE, "[    1.0] f returned 1, not expected",
+           "[    1.0] WARNING: CPU: 0 PID: 1 at mm/migrate.c:180 f+0x1/0x2",
+           "[    1.0] " + END_TRACE + "0000000000000000 ]---",
+           "[    2.0] " + CUT_HERE, "[    2.0] something else",
+           "[    2.0] WARNING: CPU: 0 PID: 1 at mm/migrate.c:190 g+0x1/0x2"]
+    rest, seen = take_expected(log, [r"returned \d+, not expected"])
+    if len(seen[r"returned \d+, not expected"]) != 1 or rest != log[4:]:
+        raise GuestError("expected-warning self-test failed: %r %r" % (rest, seen))
 
 
 class GuestError(Exception):
@@ -271,18 +310,24 @@ class Guest:
         with self.lock:
             return self.buf
 
-    def splats(self):
+    def splats(self, expected=()):
         """Kernel reports on the console and, while the guest shell still
         answers, in the full kernel log (dmesg), which also holds what the
-        console loglevel kept off the console."""
-        lines = [l for l in self.console().splitlines() if SPLAT.search(l)]
+        console loglevel kept off the console. With expected (regexes of
+        warning messages), returns (reports, {regex: messages seen}) with
+        the expected warnings' blocks taken out (take_expected)."""
+        lines, seen = take_expected(self.console().splitlines(), expected)
+        lines = [l for l in lines if SPLAT.search(l)]
         if self.proc and self.proc.poll() is None:
             try:
                 _, log = self.run("dmesg", timeout=60)
-                lines += [l for l in log.splitlines() if SPLAT.search(l) and l not in lines]
+                rest, more = take_expected(log.splitlines(), expected)
+                lines += [l for l in rest if SPLAT.search(l) and l not in lines]
+                for r in expected:
+                    seen[r] |= more[r]
             except GuestError as e:
                 lines.append("(could not read dmesg: %s)" % e)
-        return lines
+        return (lines, seen) if expected else lines
 
     # ---- QMP
     def _qmp_connect(self, timeout=30):
