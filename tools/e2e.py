@@ -388,7 +388,6 @@ def balloon_meminfo(image, workdir):
                              "page count did not follow the migrated balloon pages"
                              % (s1["meminfo"]["MemTotal"], s2["meminfo"]["MemTotal"], bs // 1024))
         # Every migrated page left a balloon_migrate event with its nodes.
-        g.run("mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null; true")
         tr = g.run("grep -c 'balloon_migrate: .* nid=%d .* new_nid=%d result=done' "
                    "/sys/kernel/tracing/trace" % (src, dst), check=False)[1].split()
         traced = int(tr[0]) if tr and tr[0].isdigit() else -1
@@ -496,7 +495,6 @@ def freeze(image, workdir):
         v0 = scenario.snapshot(g)["vmstat"]
         target = (mem_mb - balloon_mb) * MB
         scenario.inflate_to(g, target, balloon_mb * PAGES_PER_MB, v0["balloon_inflate"])
-        g.run("mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null; true")
         g.run("echo > /sys/kernel/tracing/trace")
         g.run("echo devices > /sys/power/pm_test")
         st, out = g.run("echo disk > /sys/power/state; echo rc=$?", check=False, timeout=600)
@@ -517,7 +515,8 @@ def freeze(image, workdir):
         with open(os.path.join(workdir, "e2e-freeze-trace.txt"), "w") as f:
             f.write(trace)
         f0, f1, r0, r1 = _frozen_window(trace, pdev)
-        ran = [(t, f) for t, f in _work_events(trace, "execute_start") if f0 <= t <= r1]
+        executed = _work_events(trace, "execute_start")
+        ran = [(t, f) for t, f in executed if f0 <= t <= r1]
         if ran:
             raise GuestError("virtqueue users ran between the freeze (%.3f s) and the end of the restore "
                              "(%.3f s) of %s: %s" % (f0, r1, pdev, ran[:10]))
@@ -526,7 +525,7 @@ def freeze(image, workdir):
         # that and the end of the freeze callback.
         queued = [t for t, f in _work_events(trace, "queue_work")
                   if f == "page_reporting_process" and t < r0]
-        runs = [t for t, f in _work_events(trace, "execute_start") if f == "page_reporting_process"]
+        runs = [t for t, f in executed if f == "page_reporting_process"]
         if not queued or any(queued[-1] < t <= f1 for t in runs):
             raise GuestError("premise: no page reporting work was pending while %s was frozen "
                              "(%.3f-%.3f s); queued at %s, ran at %s (e2e-freeze-trace.txt)"
@@ -609,10 +608,10 @@ def kunit(image, workdir, name="kunit"):
             problems.append("unlisted suite %s failed" % s)
     # A warning a suite triggers on purpose must show up exactly once.
     for s, regex in warns.items():
-        n = seen[regex] if s in suites else 0
-        if n != (1 if s in suites else 0):
+        want_n = 1 if s in suites else 0
+        if seen[regex] != want_n:
             problems.append("suite %s: %d warning(s) matching %r, expected %d"
-                            % (s, n, regex, 1 if s in suites else 0))
+                            % (s, seen[regex], regex, want_n))
     if problems:
         raise GuestError("\n".join(problems))
     return "; ".join("%s: %d ok, %d skipped%s" % (s, suites[s]["ok"], suites[s]["skip"],

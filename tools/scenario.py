@@ -145,10 +145,7 @@ def assert_clean(g, expected=()):
     """Fail on any kernel report; warnings whose message matches a regex of
     expected are left out, and {regex: number of distinct such warnings} is
     returned for the caller to check."""
-    if expected:
-        splats, seen = g.splats(expected)
-    else:
-        splats, seen = g.splats(), {}
+    splats, seen = g.splats(expected)
     if splats:
         raise qemu.GuestError("kernel reports on the console:\n  " + "\n  ".join(splats[:20]))
     return {r: len(m) for r, m in seen.items()}

@@ -311,11 +311,11 @@ class Guest:
             return self.buf
 
     def splats(self, expected=()):
-        """Kernel reports on the console and, while the guest shell still
-        answers, in the full kernel log (dmesg), which also holds what the
-        console loglevel kept off the console. With expected (regexes of
-        warning messages), returns (reports, {regex: messages seen}) with
-        the expected warnings' blocks taken out (take_expected)."""
+        """(kernel reports, {regex: messages seen}) from the console and,
+        while the guest shell still answers, the full kernel log (dmesg),
+        which also holds what the console loglevel kept off the console.
+        Warnings whose message matches a regex of expected are taken out
+        of the reports and counted instead (take_expected)."""
         lines, seen = take_expected(self.console().splitlines(), expected)
         lines = [l for l in lines if SPLAT.search(l)]
         if self.proc and self.proc.poll() is None:
@@ -327,7 +327,7 @@ class Guest:
                     seen[r] |= more[r]
             except GuestError as e:
                 lines.append("(could not read dmesg: %s)" % e)
-        return (lines, seen) if expected else lines
+        return lines, seen
 
     # ---- QMP
     def _qmp_connect(self, timeout=30):
