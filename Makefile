@@ -2,7 +2,7 @@
 PYTHON := /usr/bin/python3
 SHELL := /bin/bash
 
-.PHONY: all setup tree patches kernel guest check demo bench clean help
+.PHONY: all setup tree patches kernel guest check demo bench mutants clean help
 
 all: check
 
@@ -15,6 +15,7 @@ help:
 	@echo "make demo     one benchmark scenario on stock and patched, side-by-side table"
 	@echo "make bench    every benchmark scenario; build/results/bench.{json,md}, maps/"
 	@echo "make check    run every test; results in build/results/check.json"
+	@echo "make mutants  break guarded behaviours on purpose; each must fail its test"
 	@echo "make clean    remove build output (keeps build/linux)"
 
 setup:
@@ -40,6 +41,9 @@ bench: tree
 
 check: setup
 	@$(PYTHON) ci/check.py $(TESTS)
+
+mutants: tree
+	@$(PYTHON) tools/mutants.py $(MUTANTS)
 
 clean:
 	rm -rf build/check build/obj build/results build/tmp build/kernel-image

@@ -30,6 +30,9 @@ import e2e  # noqa: E402  (tools/e2e.py)
 
 SRC = os.path.join(BUILD, "check", "src")
 OBJ = os.path.join(BUILD, "check", "obj-test")
+# Every x86 balloon driver the series touches (ci/configs/drivers.config),
+# built at every prefix and checked by sparse.
+DRV_OBJ = os.path.join(BUILD, "check", "obj-drivers")
 RESULTS = os.path.join(BUILD, "results")
 LOGS = os.path.join(RESULTS, "logs")
 IDENTITY = "Balloon Series <balloon-series@localhost.invalid>"
@@ -180,10 +183,24 @@ def t_hygiene(log):
         if re.search(r"^Subject: .*\b0+/\d+\]", head, re.M) or "*** SUBJECT HERE ***" in text \
                 or "cover-letter" in f:
             problems.append("%s: a cover letter is listed as a patch" % f)
+    # Whitespace errors and lines git reads as conflict markers (an RST
+    # "=======" underline is one), patch by patch.
+    checked = 0
+    if S.applied:
+        for sha, f in S.commits:
+            out = subprocess.run(["git", "diff", "--check", sha + "~", sha], cwd=SRC,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True).stdout
+            checked += 1
+            for line in out.splitlines():
+                if re.match(r"^\S+:\d+: ", line):
+                    problems.append("%s: git diff --check: %s" % (f, line))
+    else:
+        problems.append("git diff --check not run: the series did not apply")
     log.write("\n".join(problems) + "\n")
     if problems:
         raise Fail("\n".join(problems))
-    return "%d patches, all listed, signed off and non-empty" % len(files)
+    return "%d patches, all listed, signed off and non-empty; git diff --check clean on %d" % (
+        len(files), checked)
 
 
 def load_checkpatch_exceptions():
@@ -207,8 +224,19 @@ def t_checkpatch(log):
     exc = load_checkpatch_exceptions()
     bad = []
     for f in series_files():
-        out = sh(["perl", "scripts/checkpatch.pl", "--strict", "--show-types", "--no-summary",
-                  "--terse", os.path.join(TOP, "patches", f)], cwd=SRC, check=False, log=log)
+        p = subprocess.run(["perl", "scripts/checkpatch.pl", "--strict", "--show-types",
+                            "--no-summary", "--terse", os.path.join(TOP, "patches", f)],
+                           cwd=SRC, env=kbuild.env(), stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, errors="replace")
+        out = p.stdout
+        log.write("$ checkpatch.pl --strict %s (exit %d)\n%s" % (f, p.returncode, out))
+        found = re.findall(r"(ERROR|WARNING|CHECK):([A-Z0-9_]+):", out)
+        if "Must be run from the top-level dir" in out:
+            bad.append("%s: checkpatch did not run: %s" % (f, out.strip().splitlines()[0]))
+        elif p.returncode not in (0, 1) or (p.returncode == 1 and not found):
+            bad.append("%s: checkpatch exited %d without a finding it could name" % (f, p.returncode))
+        elif p.returncode == 0 and found:
+            bad.append("%s: checkpatch exited 0 but reported %s" % (f, found[0][1]))
         for line in out.splitlines():
             m = re.search(r"(ERROR|WARNING|CHECK):([A-Z0-9_]+):", line)
             if m and m.group(2) not in exc.get(f, ()):
@@ -240,9 +268,25 @@ def t_kconfig(log):
             "(the debug kernel is built by kunit-debug and e2e-freeze)" % (n1, n2))
 
 
+def driver_objects(rev):
+    """The balloon drivers of ci/configs/drivers.config that exist at `rev`."""
+    want = kbuild.expectations([kbuild.fragment_path("drivers")])
+    return existing([o[:-2] + ".c" for o in want], rev)
+
+
+def build_drivers(rev, log, extra=("W=1",)):
+    """Build every x86 balloon driver with W=1 (and `extra`) at the checked
+    out `rev`; return (objects, findings)."""
+    kbuild.configure(SRC, DRV_OBJ, ["test", "drivers"], log=log.name)
+    objs = [f[:-2] + ".o" for f in driver_objects(rev)] + ["mm/balloon_compaction.o"]
+    _, out = kbuild.make(SRC, DRV_OBJ, *objs, extra=list(extra), log=log.name)
+    return objs, kbuild.findings(out, [SRC])
+
+
 def build_at(rev, log, w1=True):
     """Check out `rev`, build bzImage, then rebuild the analysed objects
-    with W=1; return the W=1 findings."""
+    with W=1, and build every balloon driver with W=1; return the W=1
+    findings."""
     checkout(rev, log)
     kbuild.configure(SRC, OBJ, ["test"], log=log.name)
     kbuild.make(SRC, OBJ, "bzImage", log=log.name)
@@ -250,7 +294,7 @@ def build_at(rev, log, w1=True):
         return []
     objs = built_objects(existing(S.c_files(), rev))
     _, out = kbuild.make(SRC, OBJ, *objs, extra=["W=1"], log=log.name)
-    return kbuild.findings(out, [SRC])
+    return kbuild.findings(out, [SRC]) + build_drivers(rev, log)[1]
 
 
 def t_bisect(log):
@@ -270,8 +314,8 @@ def t_bisect(log):
             lines.append("%s: %d new W=1 warning(s):\n  %s" % (f, len(new), "\n  ".join(new)))
     if lines:
         raise Fail("\n".join(lines))
-    return "base and %d prefixes build; no new W=1 warnings in %s" % (
-        len(S.commits), " ".join(S.c_files()))
+    return "base and %d prefixes build, and the balloon drivers %s at each; no new W=1 warnings in %s" % (
+        len(S.commits), " ".join(driver_objects("check")), " ".join(S.c_files()))
 
 
 def ensure_tip_built(log):
@@ -358,11 +402,23 @@ def t_kunit_tool(log):
              cwd=SRC, log=log)
     got = dict((n, r) for r, n in re.findall(r"=+ \[(\w+)\] (\S+) =+", out))
     bad = ["%s: %s" % (n, got.get(n, "did not run")) for n in suites if got.get(n) != "PASSED"]
+    # Every case the file defines ran: passed, or (only the cross-node case,
+    # on kunit.py's one-node guest) skipped.
+    cases = re.findall(r"KUNIT_CASE(?:_SLOW)?\((\w+)\)", open(kfile).read())
+    results = dict((n, r) for r, n in re.findall(r"^\[[\d:]+\]\s+\[(PASSED|FAILED|SKIPPED)\] (\w+)\s*$",
+                                                   out, re.M))
+    for c in cases:
+        r = results.get(c, "did not run")
+        if r != "PASSED" and not (r == "SKIPPED" and "cross_node" in c):
+            bad.append("case %s: %s" % (c, r))
+    if not cases:
+        bad.append("premise: no KUNIT_CASE found in %s" % kfile)
     if bad:
         raise Fail("kunit.py: " + "; ".join(bad))
     total = re.search(r"Testing complete\. (Ran .*)", out)
-    return "kunit.py --kunitconfig=mm: %s PASSED; %s" % (", ".join(suites),
-                                                         total.group(1) if total else "?")
+    return "kunit.py --kunitconfig=mm: %s PASSED, %d/%d cases passed or skipped as allowed; %s" % (
+        ", ".join(suites), sum(1 for c in cases if c in results), len(cases),
+        total.group(1) if total else "?")
 
 
 def t_ppc_cmm(log):
@@ -389,16 +445,41 @@ def t_ppc_cmm(log):
     return "ppc64le_defconfig + CMM: %s build at base and tip, no new W=1 warning" % " ".join(targets)
 
 
+SPARSE_CANARY = """struct balloon_canary { int x; };
+int balloon_canary(struct balloon_canary *p);
+int balloon_canary(struct balloon_canary *p)
+{
+\treturn p == 0;
+}
+"""
+
+
+def sparse_canary(log):
+    """sparse itself, on a file with a known finding: proves that it runs
+    and that its findings are seen."""
+    path = os.path.join(BUILD, "check", "sparse-canary.c")
+    with open(path, "w") as f:
+        f.write(SPARSE_CANARY)
+    p = subprocess.run(["sparse", "-Wall", path], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True)
+    log.write("$ sparse -Wall %s (exit %d)\n%s" % (path, p.returncode, p.stdout))
+    if "Using plain integer as NULL pointer" not in p.stdout:
+        raise Fail("sparse canary: the known finding was not reported (exit %d): %s"
+                   % (p.returncode, p.stdout.strip()[:300]))
+
+
 def sparse_run(rev, log):
     checkout(rev, log)
     objs = built_objects(existing(S.c_files(), rev))
     _, out = kbuild.make(SRC, OBJ, *objs, extra=["C=2", "W=1"], log=log.name)
-    return objs, kbuild.findings(out, [SRC])
+    dobjs, dfind = build_drivers(rev, log, extra=("C=2", "W=1"))
+    return objs + dobjs, kbuild.findings(out, [SRC]) + dfind
 
 
 def t_sparse(log):
     """sparse (C=2) with W=1 on the analysed files: nothing the base lacks."""
     need_tree()
+    sparse_canary(log)
     ensure_tip_built(log)
     objs, tip = sparse_run("check", log)
     _, base = sparse_run("base", log)
@@ -408,8 +489,8 @@ def t_sparse(log):
     new = kbuild.new_findings(base, tip)
     if new:
         raise Fail("%d new finding(s):\n  %s" % (len(new), "\n  ".join(new)))
-    return "%s: %d findings on base, %d on the series, none new" % (
-        " ".join(objs), len(base), len(tip))
+    return "canary seen; %s: %d findings on base, %d on the series, none new" % (
+        " ".join(sorted(set(objs))), len(base), len(tip))
 
 
 COCCI_CANARY = """#include <linux/slab.h>
@@ -512,6 +593,26 @@ def t_coccinelle(log):
         len(cocci_scripts()), " ".join(tfiles), len(base), len(tip))
 
 
+KDOC_CANARY = """/**
+ * balloon_canary() - a documented function with an undocumented parameter
+ *
+ * Return: nothing useful.
+ */
+int balloon_canary(int undocumented);
+"""
+
+
+def kdoc_one(path, log):
+    p = subprocess.run(["perl", os.path.join(SRC, "scripts", "kernel-doc"), "-none", "-Wall", path],
+                       cwd=os.path.dirname(path), env=kbuild.env(), stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True, errors="replace")
+    log.write("$ kernel-doc -none -Wall %s (exit %d)\n%s" % (path, p.returncode, p.stdout))
+    if p.returncode != 0 and not re.search(r": (warning|error): ", p.stdout):
+        raise Fail("kernel-doc exited %d on %s without a finding: %s"
+                   % (p.returncode, path, p.stdout.strip()[:300]))
+    return p.stdout
+
+
 def kdoc_run(rev, files, log):
     out = []
     tmpdir = os.path.join(BUILD, "check", "kdoc-" + rev)
@@ -520,11 +621,7 @@ def kdoc_run(rev, files, log):
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         with open(dst, "w") as fh:
             fh.write(git("show", "%s:%s" % (rev, f)) + "\n")
-        p = subprocess.run(["perl", os.path.join(SRC, "scripts", "kernel-doc"), "-none", "-Wall", dst],
-                           cwd=tmpdir, env=kbuild.env(), stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True, errors="replace")
-        log.write("$ kernel-doc -none -Wall %s (%s)\n%s" % (f, rev, p.stdout))
-        for line in p.stdout.splitlines():
+        for line in kdoc_one(dst, log).splitlines():
             m = re.match(r"^(\S+?):(\d+): (warning|error): (.*)$", line)
             if m:
                 out.append((f, m.group(4), "%s:%s: %s: %s" % (f, m.group(2), m.group(3), m.group(4))))
@@ -535,13 +632,20 @@ def t_kernel_doc(log):
     """scripts/kernel-doc -none -Wall on the touched and core files: no
     warning the base does not have."""
     need_tree()
+    canary = os.path.join(BUILD, "check", "kdoc-canary", "canary.h")
+    os.makedirs(os.path.dirname(canary), exist_ok=True)
+    with open(canary, "w") as f:
+        f.write(KDOC_CANARY)
+    if "'undocumented' not described" not in kdoc_one(canary, log):
+        raise Fail("kernel-doc canary: the undocumented parameter was not reported")
     files = S.doc_files()
     base = kdoc_run("base", files, log)
     tip = kdoc_run("check", files, log)
     new = kbuild.new_findings(base, tip)
     if new:
         raise Fail("%d new warning(s):\n  %s" % (len(new), "\n  ".join(new)))
-    return "%d files: %d warnings on base, %d on the series, none new" % (len(files), len(base), len(tip))
+    return "canary seen; %d files: %d warnings on base, %d on the series, none new" % (
+        len(files), len(base), len(tip))
 
 
 def t_variant(name):
@@ -598,6 +702,11 @@ def main():
         for name, fn in TESTS:
             print("%-28s %s" % (name, " ".join((fn.__doc__ or "").split())))
         return 0
+    unknown = sorted(set(args.tests) - {name for name, _ in TESTS})
+    if unknown:
+        print("check: unknown test(s): %s (python3 ci/check.py --list names them)"
+              % " ".join(unknown), file=sys.stderr)
+        return 2
     os.makedirs(LOGS, exist_ok=True)
     warning = kbuild.base_warning()
     selected = [t for t in TESTS if not args.tests or t[0] in args.tests or t[0] == "apply"]

@@ -313,6 +313,36 @@ def _balloon_kb(g):
     return int(m.group(1)), int(v.group(1)) * scenario.PAGE // 1024, nodes
 
 
+def _check_balloon_layout(g):
+    """Balloon: and nr_balloon_pages sit where mainline lists them:
+    Balloon: right after Unaccepted: (after CmaFree: on kernels without
+    unaccepted memory, as this test kernel has CMA), in /proc/meminfo and
+    in each node's meminfo; nr_balloon_pages right after
+    pgdemote_khugepaged in /proc/vmstat. Returns a one-line description."""
+    out = g.run("cat /proc/meminfo; echo ==; cat /proc/vmstat; echo ==; "
+                "cat /sys/devices/system/node/node0/meminfo")[1]
+    meminfo, vmstat, node = out.split("\n==\n")
+    keys = [l.split(":")[0] for l in meminfo.splitlines() if ":" in l]
+    vkeys = [l.split()[0] for l in vmstat.splitlines() if l.strip()]
+    nkeys = [l.split(":")[0].split()[-1] for l in node.splitlines() if ":" in l]
+    problems = []
+    for name, ks, before in (("/proc/meminfo", keys, "Unaccepted" if "Unaccepted" in keys else "CmaFree"),
+                             ("node0/meminfo", nkeys, "Unaccepted" if "Unaccepted" in nkeys else "FilePmdMapped")):
+        if "Balloon" not in ks:
+            problems.append("%s has no Balloon: line" % name)
+        elif ks.index("Balloon") == 0 or ks[ks.index("Balloon") - 1] != before:
+            problems.append("%s: Balloon: follows %s, not %s" % (name, ks[ks.index("Balloon") - 1], before))
+    if "nr_balloon_pages" not in vkeys:
+        problems.append("/proc/vmstat has no nr_balloon_pages")
+    elif vkeys[vkeys.index("nr_balloon_pages") - 1] != "pgdemote_khugepaged":
+        problems.append("/proc/vmstat: nr_balloon_pages follows %s, not pgdemote_khugepaged"
+                        % vkeys[vkeys.index("nr_balloon_pages") - 1])
+    if problems:
+        raise GuestError("; ".join(problems))
+    return "Balloon: after %s:, nr_balloon_pages after %s" % (
+        keys[keys.index("Balloon") - 1], vkeys[vkeys.index("nr_balloon_pages") - 1])
+
+
 def _check_balloon_kb(g, size_pages, when):
     total, vmstat_kb, nodes = _balloon_kb(g)
     want = size_pages * scenario.PAGE // 1024
@@ -337,6 +367,7 @@ def balloon_meminfo(image, workdir):
                         extra=two_nodes(node_mb, cpus_on=1)) as g:
         s0 = scenario.snapshot(g)
         v0 = s0["vmstat"]
+        layout = _check_balloon_layout(g)
         nodes0 = _check_balloon_kb(g, 0, "before inflating")
         if sorted(nodes0) != [0, 1]:
             raise GuestError("premise: guest nodes %s, expected 0 and 1" % sorted(nodes0))
@@ -388,11 +419,11 @@ def balloon_meminfo(image, workdir):
                              "page count did not follow the migrated balloon pages"
                              % (s1["meminfo"]["MemTotal"], s2["meminfo"]["MemTotal"], bs // 1024))
         # Every migrated page left a balloon_migrate event with its nodes.
-        tr = g.run("grep -c 'balloon_migrate: .* nid=%d .* new_nid=%d result=done' "
+        tr = g.run("grep -c 'balloon_migrate: .* nid=%d .* new_nid=%d result=0$' "
                    "/sys/kernel/tracing/trace" % (src, dst), check=False)[1].split()
         traced = int(tr[0]) if tr and tr[0].isdigit() else -1
         if traced < held:
-            raise GuestError("%d balloon_migrate events node %d -> node %d with result=done, fewer "
+            raise GuestError("%d balloon_migrate events node %d -> node %d with result=0, fewer "
                              "than the %d balloon pages the block held (ring buffer overrun?)"
                              % (traced, src, dst, held))
         g.run("echo online_movable > /sys/devices/system/memory/memory%d/state" % best, timeout=120)
@@ -404,10 +435,10 @@ def balloon_meminfo(image, workdir):
             raise GuestError("after deflating: balloon %d pages, MemTotal %d kB (%d before)"
                              % (size(s3), s3["meminfo"]["MemTotal"], s0["meminfo"]["MemTotal"]))
         scenario.assert_clean(g)
-    return ("Balloon: 0 -> %d kB (node0 %d, node1 %d) -> offline memory%d moved %d kB node%d->node%d "
-            "(balloon_migrate +%d, %d tracepoint events with these nodes and result=done, MemTotal "
+    return ("%s; Balloon: 0 -> %d kB (node0 %d, node1 %d) -> offline memory%d moved %d kB node%d->node%d "
+            "(balloon_migrate +%d, %d tracepoint events with these nodes and result=0, MemTotal "
             "-%d kB = one block) -> deflate: 0 kB, MemTotal restored"
-            % (size(s1) * 4, nodes1[0], nodes1[1], best, moved_kb, src, dst, mig, traced, bs // 1024))
+            % (layout, size(s1) * 4, nodes1[0], nodes1[1], best, moved_kb, src, dst, mig, traced, bs // 1024))
 
 
 # Work functions of virtio_balloon and of page reporting: each uses one of

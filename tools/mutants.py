@@ -1,0 +1,172 @@
+"""Mutant runs: break one behaviour of the patched kernel on purpose and
+show that the test guarding it fails. Each mutant is a textual change of
+one file of the series' tip, built with the test config and run against
+the named tests (the KUnit suites at boot, end-to-end tests by name). A
+mutant the tests do not catch fails this run.
+
+    python3 tools/mutants.py [NAME ...]      (make mutants)
+
+Results: build/results/mutants.json and one line per mutant. Needs the
+series materialized (make tree). Every mutant costs an incremental kernel
+build and one guest boot per test."""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "ci"))
+import kbuild  # noqa: E402
+import e2e  # noqa: E402
+import scenario  # noqa: E402
+from harness.qemu import GuestError  # noqa: E402
+
+BUILD = kbuild.BUILD
+SRC = os.path.join(BUILD, "mutants", "src")
+OBJ = os.path.join(BUILD, "mutants", "obj")
+LOGS = os.path.join(BUILD, "results", "logs", "mutants")
+CORE = "mm/balloon_compaction.c"
+
+# name -> (file, text of the tip, its replacement, what it breaks,
+#          [(test, case that must fail or None)])
+MUTANTS = {
+    "enoent-count": (
+        CORE,
+        "\t\tdec_node_page_state(page, NR_BALLOON_PAGES);\n"
+        "\t\ttrace_balloon_deflate(page, 0);\n",
+        "\t\ttrace_balloon_deflate(page, 0);\n",
+        "a migration answered -ENOENT does not take the old page out of NR_BALLOON_PAGES",
+        [("kunit", "balloon_test_migrate_enoent")]),
+    "cross-node-count": (
+        CORE,
+        "\t\tif (page_pgdat(page) != page_pgdat(newpage)) {\n"
+        "\t\t\tdec_node_page_state(page, NR_BALLOON_PAGES);\n"
+        "\t\t\tinc_node_page_state(newpage, NR_BALLOON_PAGES);\n"
+        "\t\t}\n",
+        "",
+        "a migration to another node leaves the page counted on the old node",
+        [("kunit", "balloon_test_migrate_cross_node"), ("e2e-balloon-meminfo", None)]),
+    "dequeue-skips": (
+        CORE,
+        "\t\tif (n_pages == n_req_pages)\n\t\t\tbreak;\n\n",
+        "\t\tif (n_pages == n_req_pages)\n\t\t\tbreak;\n\t\tif (PageLocked(page))\n"
+        "\t\t\tcontinue;\n\n",
+        "balloon_page_list_dequeue() skips a page it cannot lock (6.12's behaviour)",
+        [("kunit", "balloon_test_dequeue_waits_for_locked")]),
+    "migrate-isolated-count": (
+        CORE,
+        "\tb_dev_info->isolated_pages--;\n\tset_page_private(page, 0);\n",
+        "\tset_page_private(page, 0);\n",
+        "a completed migration does not decrement isolated_pages",
+        [("kunit", "balloon_test_race")]),
+}
+
+
+def sh(cmd, cwd=None):
+    return subprocess.run(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)
+
+
+def prepare():
+    linux = os.path.join(BUILD, "linux")
+    if not os.path.isdir(os.path.join(linux, ".git")):
+        sys.exit("mutants: no build/linux: run make tree first")
+    if not os.path.isdir(SRC):
+        p = sh(["git", "worktree", "add", "-f", "--detach", SRC, "series"], cwd=linux)
+        if p.returncode:
+            sys.exit("mutants: git worktree add failed:\n" + p.stdout)
+    for cmd in (["git", "checkout", "-q", "--detach", "series"], ["git", "reset", "-q", "--hard"]):
+        p = sh(cmd, cwd=SRC)
+        if p.returncode:
+            sys.exit("mutants: %s failed:\n%s" % (" ".join(cmd), p.stdout))
+    os.makedirs(LOGS, exist_ok=True)
+
+
+def kunit_cases(image, workdir, name):
+    """Boot the KUnit guest of e2e.kunit; return (failed cases, passed
+    cases) of the balloon_compaction suite, and the guard's own verdict."""
+    try:
+        e2e.kunit(image, workdir, name=name)
+        verdict = "pass"
+    except GuestError as e:
+        verdict = "fail: %s" % str(e).splitlines()[0]
+    text = open(os.path.join(workdir, "e2e-%s-console.log" % name), errors="replace").read()
+    failed = re.findall(r"not ok \d+ (balloon_test_\w+)", text)
+    passed = re.findall(r"(?<!not )ok \d+ (balloon_test_\w+)", text)
+    return verdict, failed, passed
+
+
+def run_one(name):
+    path, old, new, what, tests = MUTANTS[name]
+    f = os.path.join(SRC, path)
+    text = open(f).read()
+    if text.count(old) != 1:
+        return {"mutant": name, "status": "error",
+                "detail": "the text to mutate is not in %s exactly once: update the mutant" % path}
+    sh(["git", "reset", "-q", "--hard"], cwd=SRC)
+    with open(f, "w") as fh:
+        fh.write(text.replace(old, new))
+    log = os.path.join(LOGS, name + "-build.log")
+    open(log, "w").close()
+    t0 = time.monotonic()
+    try:
+        kbuild.configure(SRC, OBJ, ["test"], log=log)
+        kbuild.make(SRC, OBJ, "bzImage", log=log)
+    except kbuild.BuildError as e:
+        return {"mutant": name, "status": "error", "detail": "build failed: %s" % e}
+    finally:
+        sh(["git", "reset", "-q", "--hard"], cwd=SRC)
+    image = os.path.join(OBJ, "arch/x86/boot/bzImage")
+    runs, caught = [], True
+    for test, case in tests:
+        if test == "kunit":
+            verdict, failed, passed = kunit_cases(image, LOGS, "kunit-" + name)
+            hit = case in failed if case else verdict != "pass"
+            runs.append({"test": test, "case": case, "verdict": verdict,
+                         "failed_cases": failed, "passed_cases": len(passed), "caught": hit})
+        else:
+            fn = dict(e2e.TESTS)[test]
+            try:
+                summary = fn(image, LOGS)
+                verdict = "pass: " + summary
+            except GuestError as e:
+                verdict = "fail: %s" % str(e).splitlines()[0]
+            hit = verdict.startswith("fail")
+            runs.append({"test": test, "verdict": verdict, "caught": hit})
+        caught = caught and hit
+    return {"mutant": name, "breaks": what, "status": "caught" if caught else "MISSED",
+            "seconds": round(time.monotonic() - t0), "runs": runs}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("names", nargs="*", help="mutants to run (default: all)")
+    args = ap.parse_args()
+    unknown = [n for n in args.names if n not in MUTANTS]
+    if unknown:
+        sys.exit("mutants: unknown %s; known: %s" % (" ".join(unknown), " ".join(MUTANTS)))
+    prepare()
+    results = []
+    for name in args.names or list(MUTANTS):
+        r = run_one(name)
+        results.append(r)
+        runs = "; ".join("%s%s: %s" % (x["test"], " (%s)" % x["case"] if x.get("case") else "",
+                                       "failed" if x["caught"] else "did NOT fail")
+                         for x in r.get("runs", []))
+        print("%-24s %-7s %s%s" % (name, r["status"], runs or r.get("detail", ""),
+                                  "" if "seconds" not in r else "  (%d s)" % r["seconds"]), flush=True)
+    os.makedirs(os.path.join(BUILD, "results"), exist_ok=True)
+    with open(os.path.join(BUILD, "results", "mutants.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    bad = [r["mutant"] for r in results if r["status"] != "caught"]
+    print("%d caught, %d not" % (len(results) - len(bad), len(bad)))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
