@@ -325,6 +325,13 @@ def ensure_tip_built(log):
     return os.path.join(OBJ, "arch/x86/boot/bzImage")
 
 
+def t_harness_qmp(log):
+    return e2e.harness_target_check()
+
+
+t_harness_qmp.__doc__ = e2e.harness_target_check.__doc__
+
+
 def t_boot(log):
     """The patched test kernel boots to a shell under QEMU with a
     virtio-balloon device, inflates and deflates, and the console is free
@@ -681,6 +688,7 @@ TESTS = [
     ("checkpatch", t_checkpatch),
     ("kconfig", t_kconfig),
     ("bisect-build", t_bisect),
+    ("harness-qmp", t_harness_qmp),
     ("boot-balloon", t_boot),
 ] + [(name, t_e2e(fn)) for name, fn in e2e.TESTS] + [
     ("kunit-debug", t_kunit_debug),

@@ -58,8 +58,11 @@ def inflate_deflate(image, workdir):
 
 
 def compaction(image, workdir):
-    """After inflating into fragmented memory, compact_memory migrates
-    balloon pages and raises order-9 availability."""
+    """After inflating into fragmented memory, one compact_memory pass
+    migrates balloon pages and raises order-9 availability, by about what
+    this test measured when it was written (2026-11: balloon_migrate
+    +21.5k-22.5k, thp_ratio 0.21-0.24 -> 0.80-0.83): at least 10,000
+    balloon pages moved and the ratio at least 0.6 and up by 0.3."""
     mem_mb, balloon_mb = 512, 160
     with scenario.guest(image, _log(workdir, "compaction"), workdir, mem_mb=mem_mb) as g:
         v0 = scenario.snapshot(g)["vmstat"]
@@ -76,11 +79,11 @@ def compaction(image, workdir):
         scenario.compact(g)
         s2 = scenario.snapshot(g)
         mig = s2["vmstat"]["balloon_migrate"] - s1["vmstat"]["balloon_migrate"]
-        if mig <= 0:
-            raise GuestError("compact_memory migrated no balloon page")
-        if s2["thp_ratio"] <= s1["thp_ratio"]:
-            raise GuestError("order-9 availability did not rise: %.3f -> %.3f"
-                             % (s1["thp_ratio"], s2["thp_ratio"]))
+        if mig < 10000:
+            raise GuestError("compact_memory migrated %d balloon pages, expected at least 10000" % mig)
+        if s2["thp_ratio"] < 0.6 or s2["thp_ratio"] - s1["thp_ratio"] < 0.3:
+            raise GuestError("order-9 availability %.3f -> %.3f: expected at least 0.6 and a rise "
+                             "of 0.3" % (s1["thp_ratio"], s2["thp_ratio"]))
         held = (s2["vmstat"]["balloon_inflate"] - v0["balloon_inflate"]) - \
             (s2["vmstat"]["balloon_deflate"] - v0["balloon_deflate"])
         _check_balloon_kb(g, held, "after compaction")
@@ -212,18 +215,14 @@ def deflate_on_oom(image, workdir):
 
 
 def qmp_bad_input(image, workdir):
-    """A balloon target of 0 or above RAM gets a clear error and changes
-    nothing: the harness refuses both before sending, QEMU refuses 0 and
-    clamps a larger one to RAM (an empty balloon)."""
+    """A balloon target of 0 or above RAM changes nothing in the guest:
+    QEMU refuses 0 before the driver sees it, and clamps a larger one to
+    RAM, which the driver carries out as an empty balloon. (The harness's
+    own refusal of such targets is checked without a guest, by
+    harness_target_check.)"""
     mem_mb, small_mb = 512, 16
     with scenario.guest(image, _log(workdir, "qmp-bad-input"), workdir, mem_mb=mem_mb) as g:
         v0 = scenario.snapshot(g)["vmstat"]
-        for bad in (0, -MB, mem_mb * MB + 1):
-            try:
-                g.set_balloon_target(bad)
-                raise GuestError("the harness accepted balloon target %d" % bad)
-            except ValueError:
-                pass
         try:
             g.qmp("balloon", value=0)
             raise GuestError("QEMU accepted a balloon target of 0")
@@ -244,8 +243,31 @@ def qmp_bad_input(image, workdir):
                      "balloon to empty after a target above RAM")
         g.wait_until(lambda: g.balloon_actual() == mem_mb * MB, 30, "query-balloon actual back at RAM")
         scenario.assert_clean(g)
-    return ("harness refused 0, -1 MiB and RAM+1; QEMU refused 0 (%s) and clamped 2x RAM to RAM; "
+    return ("QEMU refused 0 (%s) and clamped 2x RAM to RAM; "
             "a valid %d MiB target afterwards landed exactly" % (qemu_says.split("failed: ", 1)[-1][:60], small_mb))
+
+
+def harness_target_check():
+    """The harness refuses balloon targets of 0, below 0 and above RAM
+    before anything is sent (no guest: a QMP call would fail loudly), and
+    passes a valid one on."""
+    from harness.qemu import Guest
+    sent = []
+    g = Guest.__new__(Guest)
+    g.mem_bytes = 512 * MB
+    g.qmp = lambda cmd, **kw: sent.append((cmd, kw))
+    for bad in (0, -MB, 512 * MB + 1):
+        try:
+            g.set_balloon_target(bad)
+            raise GuestError("the harness accepted balloon target %d" % bad)
+        except ValueError:
+            pass
+    if sent:
+        raise GuestError("a refused target was sent: %s" % sent)
+    g.set_balloon_target(256 * MB)
+    if sent != [("balloon", {"value": 256 * MB})]:
+        raise GuestError("a valid target was not sent as one QMP balloon command: %s" % sent)
+    return "refused 0, -1 MiB and RAM+1 bytes with nothing sent; sent 256 MiB"
 
 
 def device_removal(image, workdir):
@@ -262,6 +284,12 @@ def device_removal(image, workdir):
             g.vmstat()["balloon_inflate"] - v0["balloon_inflate"]), 60, "inflation to start", interval=0.05)
         g.qmp("device_del", id="balloon0")
         g.wait_event("DEVICE_DELETED", 120, "the guest to release the balloon device")
+        # The premise: the device went away before the inflation finished.
+        v_del = g.vmstat()
+        if v_del["balloon_inflate"] - v0["balloon_inflate"] >= balloon_mb * PAGES_PER_MB:
+            raise GuestError("premise: all %d pages were inflated before the device went away; "
+                             "the removal did not happen mid-inflation"
+                             % (v_del["balloon_inflate"] - v0["balloon_inflate"]))
         bound = g.run("ls /sys/bus/virtio/drivers/virtio_balloon/ | grep -c virtio || true")[1].strip()
         s1 = scenario.snapshot(g)
         pb1 = scenario.pbmap(g)
@@ -276,15 +304,17 @@ def device_removal(image, workdir):
         if s1["meminfo"]["MemTotal"] != s0["meminfo"]["MemTotal"]:
             raise GuestError("MemTotal %d kB after removal, %d before"
                              % (s1["meminfo"]["MemTotal"], s0["meminfo"]["MemTotal"]))
+        _check_balloon_kb(g, 0, "after removal")
         g.qmp("device_add", driver="virtio-balloon-pci", id="balloon1")
         g.wait_until(lambda: "virtio" in g.run("ls /sys/bus/virtio/drivers/virtio_balloon/")[1], 60,
                      "the new balloon device to bind")
         small = 16 * PAGES_PER_MB
         scenario.inflate_to(g, (mem_mb - 16) * MB, small, v1["balloon_inflate"])
         scenario.assert_clean(g)
-    return ("device_del after %d of %d pages: driver released all %d inflated pages, none offline, "
-            "MemTotal restored; device_add'ed balloon1 inflated 16 MiB" % (part, balloon_mb * PAGES_PER_MB,
-                                                                         inflated))
+    return ("device_del after %d of %d pages, device gone with %d inflated (mid-inflation): driver "
+            "released all %d, none offline, Balloon: 0 kB, MemTotal restored; device_add'ed balloon1 "
+            "inflated 16 MiB" % (part, balloon_mb * PAGES_PER_MB,
+                                 v_del["balloon_inflate"] - v0["balloon_inflate"], inflated))
 
 
 def two_nodes(node_mb, cpus_on=None):
