@@ -45,6 +45,13 @@ def snapshot(g):
             "high_order_pages": high, "vmstat": vm, "meminfo": mi}
 
 
+def pcp_pages(g):
+    """Free pages parked on the per-CPU lists, all zones and CPUs
+    (/proc/zoneinfo `count:` lines)."""
+    out = g.read("/proc/zoneinfo")
+    return sum(int(x) for x in re.findall(r"^\s+count:\s+(\d+)", out, re.M))
+
+
 def free_pages_with_pcp(g):
     """Free pages in the buddy allocator plus those parked on per-CPU lists
     (MemFree leaves the latter out, and a deflate frees into them)."""
