@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.join(TOP, "ci"))
 import kbuild  # noqa: E402
 import png  # noqa: E402
 import scenario  # noqa: E402
+from harness import mem  # noqa: E402
 
 BENCH = os.path.join(TOP, "build", "bench")
 SRC = os.path.join(BENCH, "src")
@@ -161,8 +162,7 @@ def run_one(name, kernel, image, workdir, rep=0):
         # get stranded there (thp_ratio_buddy_*, the figure of earlier runs).
         for n, (snap, pcp) in enumerate(((s0, r["pcp_pages_0pass"]), (s1, r["pcp_pages_1pass"]),
                                          (s2, r["pcp_pages_2pass"]))):
-            usable = (snap["free_pages"] + pcp) // 512 * 512
-            r["thp_ratio_%dpass" % n] = round(snap["high_order_pages"] / usable, 3) if usable else 0.0
+            r["thp_ratio_%dpass" % n] = round(mem.thp_ratio(snap["orders"], pcp)[0], 3)
             r["thp_ratio_buddy_%dpass" % n] = round(snap["thp_ratio"], 3)
             r["free_2m_blocks_%dpass" % n] = snap["high_order_pages"] // 512
         r["compact_seconds"] = round(c1, 2)
@@ -216,6 +216,12 @@ def summarize(runs):
     out["map"] = mid["map"]
     out["reps"] = len(runs)
     return out
+
+
+def ratios(num, den):
+    """metric -> num/den of the medians, None where either is missing or 0."""
+    return {m: (round(num[m] / den[m], 3) if den.get(m) and num.get(m) is not None else None)
+            for m in METRICS}
 
 
 def fmt(v):
@@ -291,13 +297,8 @@ def main():
                 runs[kernel].append(run_one(name, kernel, images[kernel], workdir, rep))
                 log("bench: done in %.0f s" % (time.monotonic() - t0))
         by = {k: summarize(runs[k]) for k in KERNELS}
-        by["ratio"] = {m: (round(by["patched"][m] / by["stock"][m], 3)
-                           if by["stock"].get(m) and by["patched"].get(m) is not None else None)
-                       for m in METRICS}
-        by["ratio_recipe"] = {m: (round(by["patched"][m] / by["recipe"][m], 3)
-                                  if by["recipe"].get(m) and by["patched"].get(m) is not None
-                                  else None)
-                              for m in METRICS}
+        by["ratio"] = ratios(by["patched"], by["stock"])
+        by["ratio_recipe"] = ratios(by["patched"], by["recipe"])
         by["runs"] = runs
         res["scenarios"][name] = by
     with open(os.path.join(RESULTS, "bench.json"), "w") as f:

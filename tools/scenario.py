@@ -45,20 +45,23 @@ def snapshot(g):
             "high_order_pages": high, "vmstat": vm, "meminfo": mi}
 
 
-def pcp_pages(g):
-    """Free pages parked on the per-CPU lists, all zones and CPUs
-    (/proc/zoneinfo `count:` lines)."""
+def _zoneinfo_pages(g):
+    """(buddy free pages, pages on the per-CPU lists), all zones and CPUs."""
     out = g.read("/proc/zoneinfo")
-    return sum(int(x) for x in re.findall(r"^\s+count:\s+(\d+)", out, re.M))
+    free = sum(int(x) for x in re.findall(r"^\s+pages free\s+(\d+)", out, re.M))
+    pcp = sum(int(x) for x in re.findall(r"^\s+count:\s+(\d+)", out, re.M))
+    return free, pcp
+
+
+def pcp_pages(g):
+    """Free pages parked on the per-CPU lists (/proc/zoneinfo `count:`)."""
+    return _zoneinfo_pages(g)[1]
 
 
 def free_pages_with_pcp(g):
     """Free pages in the buddy allocator plus those parked on per-CPU lists
     (MemFree leaves the latter out, and a deflate frees into them)."""
-    out = g.read("/proc/zoneinfo")
-    free = sum(int(x) for x in re.findall(r"^\s+pages free\s+(\d+)", out, re.M))
-    pcp = sum(int(x) for x in re.findall(r"^\s+count:\s+(\d+)", out, re.M))
-    return free + pcp
+    return sum(_zoneinfo_pages(g))
 
 
 def pbmap(g, verbose=False):

@@ -21,12 +21,13 @@ def buddy(text):
     return orders
 
 
-def thp_ratio(orders):
+def thp_ratio(orders, extra_free=0):
     """Free pages in blocks of order >= 9 divided by free pages rounded down
-    to a multiple of 512 (1.0 is the physical limit)."""
+    to a multiple of 512 (1.0 is the physical limit). `extra_free` adds free
+    pages that buddyinfo does not show (those on the per-CPU lists)."""
     free = sum(c << o for o, c in enumerate(orders))
     high = sum(c << o for o, c in enumerate(orders) if o >= PAGEBLOCK_ORDER)
-    usable = free // 512 * 512
+    usable = (free + extra_free) // 512 * 512
     return (high / usable) if usable else 0.0, free, high
 
 
