@@ -33,7 +33,8 @@ LOGS = os.path.join(BUILD, "results", "logs", "mutants")
 CORE = "mm/balloon_compaction.c"
 
 # name -> (file, text of the tip, its replacement, what it breaks,
-#          [(test, case that must fail or None)])
+#          [(test, case that must fail or None)]); the text and replacement
+# may be tuples, for a mutant made of several edits of one file.
 MUTANTS = {
     "enoent-count": (
         CORE,
@@ -64,6 +65,19 @@ MUTANTS = {
         "\tset_page_private(page, 0);\n",
         "a completed migration does not decrement isolated_pages",
         [("kunit", "balloon_test_race")]),
+    "meminfo-position": (
+        "fs/proc/meminfo.c",
+        ("\tshow_val_kb(m, \"Balloon:        \",\n"
+         "\t\t    global_node_page_state(NR_BALLOON_PAGES));\n",
+         "\tshow_val_kb(m, \"SecPageTables:  \",\n"
+         "\t\t    global_node_page_state(NR_SECONDARY_PAGETABLE));\n"),
+        ("",
+         "\tshow_val_kb(m, \"SecPageTables:  \",\n"
+         "\t\t    global_node_page_state(NR_SECONDARY_PAGETABLE));\n"
+         "\tshow_val_kb(m, \"Balloon:        \",\n"
+         "\t\t    global_node_page_state(NR_BALLOON_PAGES));\n"),
+        "/proc/meminfo shows Balloon: after SecPageTables: (v1's place), not where mainline has it",
+        [("e2e-balloon-meminfo", None)]),
 }
 
 
@@ -104,14 +118,17 @@ def kunit_cases(image, workdir, name):
 
 def run_one(name):
     path, old, new, what, tests = MUTANTS[name]
+    olds, news = (old, new) if isinstance(old, tuple) else ((old,), (new,))
     f = os.path.join(SRC, path)
     text = open(f).read()
-    if text.count(old) != 1:
-        return {"mutant": name, "status": "error",
-                "detail": "the text to mutate is not in %s exactly once: update the mutant" % path}
+    for o, n in zip(olds, news):
+        if text.count(o) != 1:
+            return {"mutant": name, "status": "error",
+                    "detail": "a text to mutate is not in %s exactly once: update the mutant" % path}
+        text = text.replace(o, n)
     sh(["git", "reset", "-q", "--hard"], cwd=SRC)
     with open(f, "w") as fh:
-        fh.write(text.replace(old, new))
+        fh.write(text)
     log = os.path.join(LOGS, name + "-build.log")
     open(log, "w").close()
     t0 = time.monotonic()
