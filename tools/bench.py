@@ -5,7 +5,8 @@ Builds both kernels from the pinned base (stock: tag `base`; patched: the
 series applied in build/bench/src) with ci/configs/bench.config, then runs
 every scenario on both, alternating which goes first, in one invocation.
 Writes build/results/bench.json, build/results/bench.md and PNG pageblock
-maps under build/results/maps/. Absolute times under TCG mean little; the
+maps under build/results/maps/. Absolute times depend on the accelerator
+(recorded) and the load of the machine; the
 patched/stock ratios from the same run are the figures to quote.
 """
 
@@ -32,25 +33,33 @@ RESULTS = os.path.join(TOP, "build", "results")
 MB = 1 << 20
 
 SCENARIOS = {
-    # name: guest MiB, fragmenter MiB, pattern, balloon fraction of the guest
-    "random-512M": (512, 400, "random", 0.30),
-    "parity-512M": (512, 400, "parity", 0.30),
-    "unfragmented-512M": (512, 400, "none", 0.30),
-    "random-2G": (2048, 1600, "random", 0.30),
+    # name: guest MiB, fragmenter MiB, pattern, balloon fraction of the
+    # guest, rounds (the measured round is the last; each earlier one
+    # fragments, inflates, releases the workload and deflates)
+    "random-512M": (512, 400, "random", 0.30, 1),
+    "parity-512M": (512, 400, "parity", 0.30, 1),
+    "unfragmented-512M": (512, 400, "none", 0.30, 1),
+    "random-2G": (2048, 1600, "random", 0.30, 1),
+    "churn-512M": (512, 400, "random", 0.30, 4),
 }
 # "recipe" is the stock kernel with what a careful user can do today without
 # the series: small per-CPU free lists (percpu_pagelist_high_fraction set
 # before fragmenting) and a full compaction right before each inflation.
 KERNELS = ("stock", "recipe", "patched")
 RECIPE_PCP_FRACTION = 100000
+PAGEBLOCK_PAGES = 512
 
 METRICS = ["thp_ratio_0pass", "thp_ratio_1pass", "thp_ratio_2pass", "thp_ratio_buddy_1pass",
-           "free_2m_blocks_1pass", "pcp_pages_1pass",
-           "host_thp_retained",
-           "balloon_migrations", "host_notifications_per_migration",
+           "free_2m_blocks_1pass", "pcp_pages_0pass", "pcp_pages_1pass",
+           "thp_user_fraction", "thpmap_seconds",
+           "host_thp_retained", "host_thp_retained_1pass",
+           "host_thp_coverage", "host_thp_coverage_1pass",
+           "balloon_migrations", "balloon_outside_full_blocks",
+           "host_notifications_per_migration",
            "host_pfns_per_migration", "inflate_seconds", "deflate_seconds",
-           "compact_seconds", "precompact_seconds"]
-RATIO_METRICS = ["inflate_seconds", "deflate_seconds", "compact_seconds"]
+           "compact_seconds", "precompact_seconds", "inflate_pass_seconds",
+           "inflate_pgmigrate_success", "inflate_compact_stall",
+           "alloc_ns_per_page"]
 
 
 def log(msg):
@@ -78,19 +87,34 @@ def build_kernels():
     return images
 
 
-def host_anon_huge_kb(pid):
+def host_anon_kb(pid):
+    """(AnonHugePages, Anonymous) of QEMU in kB: huge-page-backed and all
+    anonymous memory, which is guest RAM plus QEMU's own small heap."""
     with open("/proc/%d/smaps_rollup" % pid) as f:
-        m = re.search(r"^AnonHugePages:\s+(\d+) kB", f.read(), re.M)
-    return int(m.group(1)) if m else 0
+        text = f.read()
+    return tuple(int(m.group(1)) if m else 0 for m in
+                 (re.search(r"^%s:\s+(\d+) kB" % k, text, re.M)
+                  for k in ("AnonHugePages", "Anonymous")))
+
+
+def host_anon_huge_kb(pid):
+    return host_anon_kb(pid)[0]
+
+
+def host_thp_coverage(pid):
+    """Fraction of QEMU's resident anonymous memory backed by huge pages."""
+    huge, anon = host_anon_kb(pid)
+    return round(huge / anon, 3) if anon else None
 
 
 def trace_counts(path, t0, t1):
-    """QEMU log-backend trace lines between host times t0 and t1."""
+    """QEMU log-backend trace lines between host times t0 and t1. A
+    missing trace file is an error: it would read as 0 notifications."""
     n = {"notify": 0, "pfns": 0}
     try:
         f = open(path, errors="replace")
-    except OSError:
-        return n
+    except OSError as e:
+        raise scenario.qemu.GuestError("QEMU trace file missing: %s" % e)
     with f:
         for line in f:
             m = re.match(r"\d+@(\d+\.\d+):(\w+)", line)
@@ -107,11 +131,23 @@ def composition(pb):
     return {k: pb[k] for k in ("free", "balloon", "mixed", "other", "hole")}
 
 
-def run_one(name, kernel, image, workdir, rep=0):
-    mem_mb, frag_mb, pattern, frac = SCENARIOS[name]
+def churn_round(g, mem_mb, balloon_mb, pages, frag_mb, pattern):
+    """One unmeasured round: fragment, inflate, release the workload,
+    deflate back to the full guest."""
+    v = g.vmstat()
+    scenario.start_fragmenter(g, frag_mb, pattern)
+    scenario.inflate_to(g, (mem_mb - balloon_mb) * MB, pages, v["balloon_inflate"])
+    scenario.release_fragmenter(g)
+    scenario.deflate_to(g, mem_mb * MB, pages, v["balloon_deflate"])
+
+
+def run_one(name, kernel, image, workdir, rep=0, mode=None):
+    """One run; mode, for the patched kernel only, is written to
+    virtio_balloon's pageblock_inflate parameter first (None: default)."""
+    mem_mb, frag_mb, pattern, frac, rounds = SCENARIOS[name]
     balloon_mb = int(mem_mb * frac)
     pages = balloon_mb * MB // scenario.PAGE
-    tag = "%s-%s-%d" % (name, kernel, rep + 1)
+    tag = "%s-%s%s-%d" % (name, kernel, "" if mode is None else "-mode%d" % mode, rep + 1)
     trace = os.path.join(workdir, tag + ".trace")
     if os.path.exists(trace):
         os.unlink(trace)
@@ -122,20 +158,39 @@ def run_one(name, kernel, image, workdir, rep=0):
     r = {}
     with scenario.guest(image, os.path.join(workdir, tag + ".console"), workdir,
                         mem_mb=mem_mb, extra=extra) as g:
-        v0 = scenario.snapshot(g)["vmstat"]
+        r["accel"] = g.accel
+        # THP for madvised memory, as distributions ship it; a 512 MiB guest
+        # boots with THP off (less than 512 MiB of RAM), so set it here.
+        g.run("echo madvise > /sys/kernel/mm/transparent_hugepage/enabled; "
+              "echo madvise > /sys/kernel/mm/transparent_hugepage/defrag")
         if kernel == "recipe":
             g.run("echo %d > /proc/sys/vm/percpu_pagelist_high_fraction" % RECIPE_PCP_FRACTION)
+        if mode is not None:
+            param = "/sys/module/virtio_balloon/parameters/pageblock_inflate"
+            g.run("echo %d > %s" % (mode, param))
+            got = g.read(param).strip()
+            if got != str(mode):
+                raise RuntimeError("pageblock_inflate reads %s after writing %d" % (got, mode))
+            r["pageblock_inflate"] = mode
+        # The page allocator's own cost, before anything else ran.
+        r["alloc_ns_per_page"] = round(scenario.alloc_ns_per_page(g), 1)
+        for _ in range(rounds - 1):
+            if kernel == "recipe":
+                scenario.compact(g)
+            churn_round(g, mem_mb, balloon_mb, pages, frag_mb, pattern)
+        v0 = scenario.snapshot(g)["vmstat"]
         fr = scenario.start_fragmenter(g, frag_mb, pattern)
         r["fragmenter_freed_pages"] = fr["freed"]
         if pattern == "none":
             scenario.release_fragmenter(g)   # touched, then all free: not fragmented
         ahp_before = host_anon_huge_kb(g.proc.pid)
+        v_inf = g.vmstat()
         if kernel == "recipe":
             # The recipe's price, measured apart from the inflation itself.
             r["precompact_seconds"] = round(scenario.compact(g), 2)
         t_inf = time.time()
-        r["inflate_seconds"] = round(scenario.inflate_to(g, (mem_mb - balloon_mb) * MB, pages,
-                                                         v0["balloon_inflate"]), 2)
+        r["inflate_seconds"] = round(scenario.timed_balloon(
+            g, (mem_mb - balloon_mb) * MB, "balloon_inflate", pages, v0["balloon_inflate"]), 3)
         t_inf_end = time.time()
         if pattern != "none":
             scenario.release_fragmenter(g)
@@ -144,14 +199,33 @@ def run_one(name, kernel, image, workdir, rep=0):
         r["host_anon_huge_kb_before"] = ahp_before
         r["host_anon_huge_kb_after"] = ahp_after
         r["host_thp_retained"] = round(ahp_after / ideal, 3) if ideal > 0 else None
+        r["host_thp_coverage"] = host_thp_coverage(g.proc.pid)
         s0 = scenario.snapshot(g)
+        # The compaction work the inflation itself caused (direct
+        # compaction of the balloon's own allocations, or the recipe's
+        # pre-compaction): pages migrated and scanned from before the
+        # recipe's compaction to the end of the inflation.
+        for k in ("pgmigrate_success", "compact_migrate_scanned", "compact_stall"):
+            r["inflate_" + k] = s0["vmstat"][k] - v_inf[k]
         r["pcp_pages_0pass"] = scenario.pcp_pages(g)
         pb0 = scenario.pbmap(g, verbose=True)
         t_c0 = time.time()
         c1 = scenario.compact(g)
+        r["host_thp_retained_1pass"] = round(host_anon_huge_kb(g.proc.pid) / ideal, 3) \
+            if ideal > 0 else None
+        r["host_thp_coverage_1pass"] = host_thp_coverage(g.proc.pid)
         s1 = scenario.snapshot(g)
         r["pcp_pages_1pass"] = scenario.pcp_pages(g)
         pb1 = scenario.pbmap(g, verbose=True)
+        t_p1 = time.time()
+        # What a program asking for huge pages gets after ballooning and
+        # one pass (its memory is released again before the second pass;
+        # the balloon pages its faults migrate are not counted below).
+        m0 = g.vmstat()["balloon_migrate"]
+        r["thp_user_fraction"], r["thpmap_seconds"], r["thpmap_mib"] = \
+            scenario.thp_user_fraction(g)
+        r["thpmap_balloon_migrations"] = g.vmstat()["balloon_migrate"] - m0
+        t_p2 = time.time()
         c2 = scenario.compact(g)
         t_c1 = time.time()
         s2 = scenario.snapshot(g)
@@ -166,21 +240,28 @@ def run_one(name, kernel, image, workdir, rep=0):
             r["thp_ratio_buddy_%dpass" % n] = round(snap["thp_ratio"], 3)
             r["free_2m_blocks_%dpass" % n] = snap["high_order_pages"] // 512
         r["compact_seconds"] = round(c1, 2)
+        r["inflate_pass_seconds"] = round(r.get("precompact_seconds", 0) + r["inflate_seconds"] + c1, 2)
         r["compact_seconds_2nd_pass"] = round(c2, 2)
-        r["balloon_migrations"] = s2["vmstat"]["balloon_migrate"] - s0["vmstat"]["balloon_migrate"]
+        r["balloon_migrations"] = s2["vmstat"]["balloon_migrate"] - s0["vmstat"]["balloon_migrate"] \
+            - r["thpmap_balloon_migrations"]
+        # Balloon pages that are not in a pageblock entirely their own: the
+        # most a pass may migrate if it leaves all-balloon blocks alone.
+        r["balloon_outside_full_blocks"] = pb0["balloon_pages"] - PAGEBLOCK_PAGES * pb0["balloon"]
         r["pageblocks_before"] = composition(pb0)
         r["pageblocks_after"] = composition(pb1)
         r["map"] = os.path.join("maps", tag + ".png")
         png.pageblock_maps(os.path.join(RESULTS, r["map"]),
                            [pb0["blocks_detail"], pb1["blocks_detail"]])
-        v2 = s2["vmstat"]
+        v2 = g.vmstat()
         t_d = time.time()
-        r["deflate_seconds"] = round(scenario.deflate_to(g, mem_mb * MB, pages,
-                                                         v2["balloon_deflate"]), 2)
+        r["deflate_seconds"] = round(scenario.timed_balloon(
+            g, mem_mb * MB, "balloon_deflate", pages, v2["balloon_deflate"]), 3)
         scenario.assert_clean(g)
     t_end = time.time()
     inf = trace_counts(trace, t_inf, t_inf_end)
-    comp = trace_counts(trace, t_c0, t_c1)
+    comp = trace_counts(trace, t_c0, t_p1)
+    comp2 = trace_counts(trace, t_p2, t_c1)
+    comp = {k: comp[k] + comp2[k] for k in comp}
     dfl = trace_counts(trace, t_d, t_end)
     r["host_notifications_inflate"] = inf["notify"]
     r["host_notifications_compaction"] = comp["notify"]
@@ -264,13 +345,148 @@ def table(res):
     return "\n".join(out)
 
 
+def _v(by, kernel, metric):
+    return by.get(kernel, {}).get(metric)
+
+
+def _overlap(by, metric):
+    st, pa = by.get("stock", {}), by.get("patched", {})
+    lo = [st.get(metric + "_min"), pa.get(metric + "_min")]
+    hi = [st.get(metric + "_max"), pa.get(metric + "_max")]
+    return None not in lo + hi and lo[0] <= hi[1] and lo[1] <= hi[0]
+
+
+# (label, test(by, name) -> (patched value shown, met or None when not
+# applicable)); the targets of the series (issue 10), per scenario.
+TARGETS = [
+    ("guest thp_ratio_0pass >= 0.95",
+     lambda by, n: (_v(by, "patched", "thp_ratio_0pass"),
+                    _v(by, "patched", "thp_ratio_0pass") >= 0.95)),
+    ("guest thp_ratio_1pass >= 0.97 and >= recipe",
+     lambda by, n: (_v(by, "patched", "thp_ratio_1pass"),
+                    _v(by, "patched", "thp_ratio_1pass") >= max(0.97, _v(by, "recipe", "thp_ratio_1pass")))),
+    ("host_thp_retained >= 0.95 (coverage where undefined)",
+     lambda by, n: (lambda v: (v, v >= 0.95))(
+         _v(by, "patched", "host_thp_retained") if _v(by, "patched", "host_thp_retained") is not None
+         else _v(by, "patched", "host_thp_coverage"))),
+    ("host_thp_retained_1pass >= 0.95 (coverage where undefined)",
+     lambda by, n: (lambda v: (v, v >= 0.95))(
+         _v(by, "patched", "host_thp_retained_1pass") if _v(by, "patched", "host_thp_retained_1pass") is not None
+         else _v(by, "patched", "host_thp_coverage_1pass"))),
+    ("pass migrates no page of an all-balloon block (migrations <= balloon pages outside them)",
+     lambda by, n: ("%s <= %s" % (_v(by, "patched", "balloon_migrations_max"),
+                                  _v(by, "patched", "balloon_outside_full_blocks_min")),
+                    _v(by, "patched", "balloon_migrations_max") <= _v(by, "patched", "balloon_outside_full_blocks_min"))),
+    ("host notifications per migrated page <= 0.1",
+     lambda by, n: (_v(by, "patched", "host_notifications_per_migration"),
+                    None if _v(by, "patched", "host_notifications_per_migration") is None
+                    else _v(by, "patched", "host_notifications_per_migration") <= 0.1)),
+    ("inflate + one pass <= recipe's (pre-compaction + inflate + pass)",
+     lambda by, n: ("%s vs %s" % (_v(by, "patched", "inflate_pass_seconds"), _v(by, "recipe", "inflate_pass_seconds")),
+                    _v(by, "patched", "inflate_pass_seconds") <= _v(by, "recipe", "inflate_pass_seconds"))),
+    ("unfragmented: inflate alone <= 1.05 x stock",
+     lambda by, n: ("%s vs %s" % (_v(by, "patched", "inflate_seconds"), _v(by, "stock", "inflate_seconds")),
+                    _v(by, "patched", "inflate_seconds") <= 1.05 * _v(by, "stock", "inflate_seconds"))
+     if n.startswith("unfragmented") else (None, None)),
+    ("unfragmented: no regression (thp_ratio_1pass, host_thp_retained >= stock)",
+     lambda by, n: ("%s/%s vs %s/%s" % (_v(by, "patched", "thp_ratio_1pass"), _v(by, "patched", "host_thp_retained"),
+                                        _v(by, "stock", "thp_ratio_1pass"), _v(by, "stock", "host_thp_retained")),
+                    _v(by, "patched", "thp_ratio_1pass") >= _v(by, "stock", "thp_ratio_1pass")
+                    and _v(by, "patched", "host_thp_retained") >= _v(by, "stock", "host_thp_retained"))
+     if n.startswith("unfragmented") else (None, None)),
+    ("allocator microbenchmark within 2% of stock (n/a: the runs' ranges overlap, not resolved)",
+     lambda by, n: ("%s vs %s" % (_v(by, "patched", "alloc_ns_per_page"), _v(by, "stock", "alloc_ns_per_page")),
+                    None if _overlap(by, "alloc_ns_per_page") else
+                    abs(_v(by, "patched", "alloc_ns_per_page") / _v(by, "stock", "alloc_ns_per_page") - 1) <= 0.02)),
+]
+
+
+def targets(res):
+    """The targets table: one row per target, one column per scenario,
+    the patched median and whether it meets the target (medians)."""
+    names = list(res["scenarios"])
+    out = ["| target | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for label, test in TARGETS:
+        cells = []
+        for n in names:
+            try:
+                val, ok = test(res["scenarios"][n], n)
+            except (TypeError, ZeroDivisionError, KeyError):
+                val, ok = "-", None
+            cells.append("-" if ok is None and val is None else
+                         "%s %s" % (fmt(val), {True: "met", False: "**not met**", None: "n/a"}[ok]))
+        out.append("| %s | %s |" % (label, " | ".join(cells)))
+    return "\n".join(out)
+
+
+def render(res):
+    warning = res.get("base_warning")
+    md = ["# Benchmark: stock 6.12.117, stock with the user-space recipe, and the series "
+          "(median of runs)", "",
+          "recipe: stock with `percpu_pagelist_high_fraction=%d` before fragmenting and "
+          "`compact_memory` right before inflating (`precompact_seconds`)." % RECIPE_PCP_FRACTION, ""]
+    if warning:
+        md += ["**WARNING: %s**" % warning, ""]
+    md += ["Config `ci/configs/bench.config`; series: %s patches; accelerator: %s; command: `%s`." %
+           (len(res["series"]), "/".join(res.get("accel", ["?"])), res["command"]), "",
+           "## Targets (patched medians)", "", targets(res), "", table(res)]
+    return "\n".join(md) + "\n"
+
+
+MODE_METRICS = ("thp_ratio_0pass", "thp_ratio_1pass", "host_thp_retained", "host_thp_retained_1pass",
+                "balloon_migrations", "balloon_outside_full_blocks", "inflate_seconds",
+                "inflate_pass_seconds", "inflate_pgmigrate_success", "inflate_compact_stall")
+
+
+def run_modes(names, reps, images, workdir, res):
+    """The patched kernel with each pageblock_inflate value, side by side."""
+    res["command"] += " --modes"
+    md = ["# pageblock_inflate 0 / 1 / 2 on the series (median of %d runs; min-max)" % reps, ""]
+    for name in names:
+        by = {}
+        for mode in (0, 1, 2):
+            runs = []
+            for rep in range(reps):
+                log("bench: %s, pageblock_inflate=%d, run %d/%d ..." % (name, mode, rep + 1, reps))
+                runs.append(run_one(name, "patched", images["patched"], workdir, rep, mode))
+            by["mode%d" % mode] = summarize(runs)
+        res["scenarios"][name] = by
+        md += ["## " + name, "", "| metric | mode 0 | mode 1 | mode 2 |", "|---|---|---|---|"]
+        for m in MODE_METRICS:
+            cells = []
+            for mode in (0, 1, 2):
+                s = by["mode%d" % mode]
+                cells.append("%s (%s-%s)" % (fmt(s.get(m)), fmt(s.get(m + "_min")), fmt(s.get(m + "_max"))))
+            md.append("| %s | %s |" % (m, " | ".join(cells)))
+        md.append("")
+    with open(os.path.join(RESULTS, "bench-modes.json"), "w") as f:
+        json.dump(res, f, indent=1, sort_keys=True)
+    with open(os.path.join(RESULTS, "bench-modes.md"), "w") as f:
+        f.write("\n".join(md))
+    print("\n".join(md))
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reps", type=int, default=3,
-                    help="runs per kernel and scenario; the table shows the median (default 3)")
+    ap.add_argument("--reps", type=int, default=5,
+                    help="runs per kernel and scenario; the table shows the median (default 5)")
     ap.add_argument("--scenarios", default=",".join(SCENARIOS),
                     help="comma-separated, from: " + ", ".join(SCENARIOS))
+    ap.add_argument("--modes", action="store_true",
+                    help="only the patched kernel, once per pageblock_inflate value (0, 1, 2); "
+                         "writes bench-modes.json and bench-modes.md")
+    ap.add_argument("--render", action="store_true",
+                    help="only write bench.md again from build/results/bench.json")
     args = ap.parse_args()
+    if args.render:
+        with open(os.path.join(RESULTS, "bench.json")) as f:
+            res = json.load(f)
+        md = render(res)
+        with open(os.path.join(RESULTS, "bench.md"), "w") as f:
+            f.write(md)
+        print(md)
+        return 0
     names = [n for n in args.scenarios.split(",") if n]
     bad = [n for n in names if n not in SCENARIOS]
     if bad:
@@ -282,10 +498,12 @@ def main():
     warning = kbuild.base_warning()
     images = build_kernels()
     res = {"base": kbuild.pin_text(), "base_warning": warning,
-           "config": "ci/configs/bench.config", "accel": "tcg",
+           "config": "ci/configs/bench.config",
            "series": kbuild.series_files(),
            "command": "tools/bench.py --reps %d --scenarios %s" % (args.reps, ",".join(names)),
            "scenarios": {}}
+    if args.modes:
+        return run_modes(names, args.reps, images, workdir, res)
     for name in names:
         runs = {k: [] for k in KERNELS}
         for rep in range(args.reps):
@@ -301,19 +519,14 @@ def main():
         by["ratio_recipe"] = ratios(by["patched"], by["recipe"])
         by["runs"] = runs
         res["scenarios"][name] = by
+    res["accel"] = sorted({r["accel"] for by in res["scenarios"].values()
+                           for k in KERNELS for r in by["runs"][k]})
     with open(os.path.join(RESULTS, "bench.json"), "w") as f:
         json.dump(res, f, indent=2)
-    md = ["# Benchmark: stock 6.12.117, stock with the user-space recipe, and the series "
-          "(TCG, median of runs)", "",
-          "recipe: stock with `percpu_pagelist_high_fraction=%d` before fragmenting and "
-          "`compact_memory` right before inflating (`precompact_seconds`)." % RECIPE_PCP_FRACTION, ""]
-    if warning:
-        md += ["**WARNING: %s**" % warning, ""]
-    md += ["Config `ci/configs/bench.config`; series: %s patches; command: `%s`." %
-           (len(res["series"]), res["command"]), "", table(res)]
+    md = render(res)
     with open(os.path.join(RESULTS, "bench.md"), "w") as f:
-        f.write("\n".join(md) + "\n")
-    print("\n".join(md))
+        f.write(md)
+    print(md)
     if warning:
         print("WARNING: " + warning)
     return 0

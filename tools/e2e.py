@@ -65,6 +65,10 @@ def compaction(image, workdir):
     balloon pages moved and the ratio at least 0.6 and up by 0.3."""
     mem_mb, balloon_mb = 512, 160
     with scenario.guest(image, _log(workdir, "compaction"), workdir, mem_mb=mem_mb) as g:
+        # The series inflates in whole pageblocks by default, which keeps
+        # the balloon out of fragmented memory: switch that off, so that
+        # this test keeps exercising the migration of scattered pages.
+        _set_pageblock_inflate(g, 0)
         v0 = scenario.snapshot(g)["vmstat"]
         fr = scenario.start_fragmenter(g, 400, "random")
         scenario.inflate_to(g, (mem_mb - balloon_mb) * MB, balloon_mb * PAGES_PER_MB,
@@ -91,6 +95,84 @@ def compaction(image, workdir):
     return ("fragmenter freed %d pages, mixed pageblocks %d; one pass: balloon_migrate +%d, "
             "thp_ratio %.2f -> %.2f; Balloon: %d kB after it" % (fr["freed"], pb1["mixed"], mig,
                                                                  s1["thp_ratio"], s2["thp_ratio"], held * 4))
+
+
+PAGEBLOCK_INFLATE = "/sys/module/virtio_balloon/parameters/pageblock_inflate"
+PAGEBLOCK_PAGES = 512
+
+
+def _set_pageblock_inflate(g, mode):
+    """Set virtio_balloon's pageblock_inflate switch and check it took."""
+    g.run("echo %d > %s" % (mode, PAGEBLOCK_INFLATE))
+    got = g.read(PAGEBLOCK_INFLATE).strip()
+    if got != str(mode):
+        raise GuestError("pageblock_inflate is %s after writing %d" % (got, mode))
+
+
+def _full_balloon_blocks(pb):
+    """Pageblocks that are entirely balloon, from pbmap -v detail."""
+    return [b for b in pb["blocks_detail"] if b[2] == PAGEBLOCK_PAGES]
+
+
+def pageblock_inflate(image, workdir):
+    """With default settings a balloon inflated into fragmented memory takes
+    whole pageblocks (the switch defaults to 2 and refuses 3), finding them
+    by compaction when too few are free; one compact_memory pass then moves
+    no page out of a pageblock that is entirely balloon (at most the pages
+    outside such blocks migrate) and leaves at least 0.95 of free memory in
+    2 MiB blocks."""
+    mem_mb, balloon_mb = 512, 160
+    pages = balloon_mb * PAGES_PER_MB
+    with scenario.guest(image, _log(workdir, "pageblock-inflate"), workdir, mem_mb=mem_mb) as g:
+        mode = g.read(PAGEBLOCK_INFLATE).strip()
+        if mode != "2":
+            raise GuestError("pageblock_inflate defaults to %s, expected 2" % mode)
+        st, out = g.run("echo 3 > %s" % PAGEBLOCK_INFLATE, check=False)
+        mode = g.read(PAGEBLOCK_INFLATE).strip()
+        if st == 0 or mode != "2":
+            raise GuestError("writing 3 to pageblock_inflate: exit %d, value now %s (expected an "
+                             "error and 2)" % (st, mode))
+        v0 = scenario.snapshot(g)["vmstat"]
+        fr = scenario.start_fragmenter(g, 400, "random")
+        pb0 = scenario.pbmap(g)
+        # Premise: too few free pageblocks for the balloon, so finding its
+        # blocks takes compaction.
+        if pb0["free"] * PAGEBLOCK_PAGES >= pages:
+            raise GuestError("premise: %d free pageblocks before inflating hold the whole balloon "
+                             "(pbmap %s)" % (pb0["free"], pb0))
+        scenario.inflate_to(g, (mem_mb - balloon_mb) * MB, pages, v0["balloon_inflate"])
+        pb1 = scenario.pbmap(g, verbose=True)
+        full1 = _full_balloon_blocks(pb1)
+        in_full = len(full1) * PAGEBLOCK_PAGES
+        if in_full < 0.9 * pages:
+            raise GuestError("only %d of %d balloon pages lie in pageblocks that are entirely "
+                             "balloon (%d blocks; %d were free before inflating)"
+                             % (in_full, pages, len(full1), pb0["free"]))
+        scenario.release_fragmenter(g)
+        s1 = scenario.snapshot(g)
+        scenario.compact(g)
+        s2 = scenario.snapshot(g)
+        pb2 = scenario.pbmap(g, verbose=True)
+        mig = s2["vmstat"]["balloon_migrate"] - s1["vmstat"]["balloon_migrate"]
+        outside = pb1["balloon_pages"] - in_full
+        if mig > outside:
+            raise GuestError("compact_memory migrated %d balloon pages, but only %d lie outside "
+                             "the %d all-balloon pageblocks" % (mig, outside, len(full1)))
+        moved = {b[0] for b in full1} - {b[0] for b in _full_balloon_blocks(pb2)}
+        if moved:
+            raise GuestError("%d all-balloon pageblocks are no longer all balloon after "
+                             "compact_memory (first at pfn %d)" % (len(moved), min(moved)))
+        if s2["thp_ratio"] < 0.95:
+            raise GuestError("order-9 availability %.3f after one pass, expected at least 0.95"
+                             % s2["thp_ratio"])
+        held = (s2["vmstat"]["balloon_inflate"] - v0["balloon_inflate"]) - \
+            (s2["vmstat"]["balloon_deflate"] - v0["balloon_deflate"])
+        _check_balloon_kb(g, held, "after compaction")
+        scenario.assert_clean(g)
+    return ("pageblock_inflate 2 by default, 3 refused; %d free pageblocks before inflating, "
+            "%d all-balloon after (%d of %d pages); one pass: balloon_migrate +%d (<= %d outside), "
+            "thp_ratio %.3f; fragmenter freed %d" % (pb0["free"], len(full1), in_full, pages, mig,
+                                                     outside, s2["thp_ratio"], fr["freed"]))
 
 
 def _cma_area(g):
@@ -683,6 +765,7 @@ def kunit(image, workdir, name="kunit"):
 TESTS = [
     ("e2e-inflate-deflate", inflate_deflate),
     ("e2e-compaction", compaction),
+    ("e2e-pageblock-inflate", pageblock_inflate),
     ("e2e-cma", cma),
     ("e2e-memory-offline", offline),
     ("e2e-deflate-on-oom", deflate_on_oom),

@@ -78,6 +78,24 @@ MUTANTS = {
          "\t\t    global_node_page_state(NR_BALLOON_PAGES));\n"),
         "/proc/meminfo shows Balloon: after SecPageTables: (v1's place), not where mainline has it",
         [("e2e-balloon-meminfo", None)]),
+    "compaction-moves-full-blocks": (
+        "mm/compaction.c",
+        "\t\tif (pageblock_all_offline(block_start_pfn, block_end_pfn)) {\n",
+        "\t\tif (0 && pageblock_all_offline(block_start_pfn, block_end_pfn)) {\n",
+        "compaction migrates the pages of pageblocks that are entirely balloon (6.12's behaviour)",
+        [("e2e-pageblock-inflate", None)]),
+    "block-without-compaction": (
+        CORE,
+        "\tif (compact)\n\t\tgfp |= __GFP_DIRECT_RECLAIM;\n",
+        "",
+        "balloon_pages_alloc_block() takes only blocks that are already free",
+        [("e2e-pageblock-inflate", None)]),
+    "block-pfn-order": (
+        CORE,
+        "\t\tlist_add_tail(&page[i].lru, pages);\n",
+        "\t\tlist_add(&page[i].lru, pages);\n",
+        "a block's pages reach the list highest PFN first",
+        [("kunit", "balloon_test_alloc_block")]),
 }
 
 

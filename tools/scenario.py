@@ -15,7 +15,7 @@ PAGE = 4096
 def programs():
     progs = sorted(p for p in glob.glob(os.path.join(GUEST_BIN, "*")) if os.access(p, os.X_OK))
     names = {os.path.basename(p) for p in progs}
-    missing = {"fragment", "pbmap", "snap"} - names
+    missing = {"fragment", "pbmap", "pgbench", "snap", "thpmap", "vmwait"} - names
     if missing:
         raise qemu.GuestError("guest programs missing in %s: %s (run make guest)"
                               % (GUEST_BIN, " ".join(sorted(missing))))
@@ -29,7 +29,8 @@ def guest(image, log, workdir, **kw):
 
 def snapshot(g):
     out = g.run("snap balloon_inflate balloon_deflate balloon_migrate "
-                "compact_stall compact_migrate_scanned compact_free_scanned")[1]
+                "compact_stall compact_migrate_scanned compact_free_scanned "
+                "pgmigrate_success")[1]
     orders = mem.buddy("\n".join(l for l in out.splitlines() if l.startswith("buddyinfo:")))
     ratio, free, high = mem.thp_ratio(orders)
     vm = {}
@@ -143,6 +144,53 @@ def inflate_to(g, target_bytes, expect_pages, base_inflate, timeout=900):
 def deflate_to(g, target_bytes, expect_pages, base_deflate, timeout=900):
     """The same for deflating back to a larger target."""
     return _balloon_to(g, target_bytes, "balloon_deflate", expect_pages, base_deflate, timeout)
+
+
+def timed_balloon(g, target_bytes, counter, expect_pages, base, timeout=900):
+    """Move the balloon to target_bytes as inflate_to()/deflate_to() do,
+    timed by the guest: `vmwait` polls /proc/vmstat every millisecond from
+    right before the QMP request until `counter` grew by expect_pages.
+    Returns the guest's seconds from the request to the last page."""
+    # A job of the shell, kept alive until the shell closes its fifo: the
+    # guest's init is that shell, and a child ending while it reads its
+    # next command line would make it exit.
+    g.run("rm -f /tmp/vmwait.out /tmp/vmw; mkfifo /tmp/vmw; "
+          "vmwait %s %d %d </tmp/vmw >/tmp/vmwait.out 2>&1 & echo $! >/tmp/vmw.pid; "
+          "exec 4>/tmp/vmw" % (counter, expect_pages, timeout))
+    g.wait_until(lambda: "vmwait: started" in g.read("/tmp/vmwait.out"), 30,
+                 "vmwait to start")
+    _balloon_to(g, target_bytes, counter, expect_pages, base, timeout)
+    out = g.wait_until(lambda: (lambda o: "done=" in o and o)(g.read("/tmp/vmwait.out")), 30,
+                       "vmwait to report %s +%d" % (counter, expect_pages))
+    g.run("exec 4>&-; wait $(cat /tmp/vmw.pid)", check=False)
+    m = re.search(r"vmwait: first=(\S+) done=(\S+)", out)
+    if not m or float(m.group(2)) < 0:
+        raise qemu.GuestError("vmwait did not see %s grow by %d: %s"
+                              % (counter, expect_pages, out.strip()))
+    return float(m.group(2))
+
+
+def thp_user_fraction(g, margin_mb=32):
+    """Map all free memory but margin_mb with MADV_HUGEPAGE in a program
+    and return (fraction backed by THPs, seconds to fault it in, MiB)."""
+    free_mb = int(re.search(r"^MemFree:\s+(\d+)", g.read("/proc/meminfo"), re.M).group(1)) // 1024
+    mib = free_mb - margin_mb
+    if mib < 64:
+        raise qemu.GuestError("only %d MiB free: too little for thpmap" % free_mb)
+    out = g.run("thpmap %d" % mib, timeout=600)[1]
+    res = mem.keyvals(out, "thpmap")
+    if res is None:
+        raise qemu.GuestError("thpmap printed no summary:\n" + out[-500:])
+    return float(res["fraction"]), float(res["seconds"]), mib
+
+
+def alloc_ns_per_page(g, mib=32, rounds=31):
+    """Median order-0 fault+free cost per page from `pgbench`."""
+    out = g.run("pgbench %d %d" % (mib, rounds), timeout=600)[1]
+    res = mem.keyvals(out, "pgbench")
+    if res is None:
+        raise qemu.GuestError("pgbench printed no summary:\n" + out[-500:])
+    return float(res["median_ns_per_page"])
 
 
 def compact(g, timeout=900):
