@@ -428,6 +428,146 @@ def t_kunit_tool(log):
         total.group(1) if total else "?")
 
 
+BISECT_MUTANT = "block-pfn-order"
+
+
+def t_bisect_helper(log):
+    """tools/bisect-run under `git bisect run` names the broken patch: a copy
+    of the series with one mutant (tools/mutants.py, block-pfn-order) put
+    into the patch that adds the code is bisected between the base and its
+    tip with `kunit:balloon_compaction`; the first bad commit must be that
+    patch, with at least one good and one bad verdict on the way."""
+    need_tree()
+    import mutants
+    path, old, new, what, _ = mutants.MUTANTS[BISECT_MUTANT]
+    k = next((i for i, (sha, _) in enumerate(S.commits)
+              if old in subprocess.run(["git", "show", "%s:%s" % (sha, path)], cwd=SRC,
+                                       stdout=subprocess.PIPE, text=True).stdout), None)
+    if k is None:
+        raise Fail("no commit of the series has the text mutant %s changes" % BISECT_MUTANT)
+    env = dict(os.environ, GIT_AUTHOR_NAME="Balloon Series", GIT_COMMITTER_NAME="Balloon Series",
+               GIT_AUTHOR_EMAIL="balloon-series@localhost.invalid",
+               GIT_COMMITTER_EMAIL="balloon-series@localhost.invalid")
+
+    def g(*args, check=True):
+        p = subprocess.run(["git"] + list(args), cwd=SRC, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+        log.write("$ git %s\n%s" % (" ".join(args), p.stdout))
+        if check and p.returncode:
+            raise Fail("git %s failed:\n%s" % (" ".join(args), p.stdout[-1500:]))
+        return p.stdout
+
+    g("bisect", "reset", check=False)
+    g("checkout", "-q", "-f", "-B", "bisect-proof", S.commits[k][0] + "^")
+    for i, (sha, _) in enumerate(S.commits[k:], k):
+        g("cherry-pick", "--allow-empty", "--keep-redundant-commits", sha)
+        if i == k:
+            f = os.path.join(SRC, path)
+            text = open(f).read()
+            with open(f, "w") as fh:
+                fh.write(text.replace(old, new, 1))
+            g("commit", "-q", "-a", "--amend", "--no-edit")
+            broken = g("rev-parse", "HEAD").strip()
+    try:
+        g("bisect", "start", "bisect-proof", "base")
+        p = subprocess.run(["git", "bisect", "run", sys.executable, os.path.join(TOP, "tools", "bisect-run"),
+                            "--obj", OBJ, "--src", SRC, "kunit:balloon_compaction"],
+                           cwd=SRC, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        log.write(p.stdout)
+    finally:
+        g("bisect", "reset", check=False)
+        checkout("check", log)
+    verdicts = re.findall(r"^bisect-run: \S+ \S+: (good|bad|skip|abort)", p.stdout, re.M)
+    m = re.search(r"^([0-9a-f]{40}) is the first bad commit", p.stdout, re.M)
+    if p.returncode or not m:
+        raise Fail("git bisect run did not finish (%d); verdicts %s:\n%s"
+                   % (p.returncode, verdicts, p.stdout[-1500:]))
+    if m.group(1) != broken:
+        raise Fail("bisect named %s, the broken patch is %s (%s)" % (m.group(1)[:12], broken[:12],
+                                                                      S.commits[k][1]))
+    if "good" not in verdicts or "bad" not in verdicts:
+        raise Fail("the helper never said both good and bad: %s" % verdicts)
+    return "mutant %s (%s) in %s: git bisect run named it after %d verdicts (%s)" % (
+        BISECT_MUTANT, what, S.commits[k][1], len(verdicts),
+        ", ".join("%d %s" % (verdicts.count(v), v) for v in ("good", "bad", "skip") if v in verdicts))
+
+
+MAINTAINERS_ORDER = "MRLSWQBCPTFXNK"   # field order of MAINTAINERS' own header
+
+
+def t_maintainers(log):
+    """MAINTAINERS.fragment is the one MAINTAINERS entry the series changes
+    (VIRTIO BALLOON), as the series leaves it: fields in MAINTAINERS order,
+    F: sorted and one per line; put in place of that entry in the base's
+    MAINTAINERS it gives exactly the patched tree's; get_maintainer.pl
+    --self-test=sections,patterns on it reports nothing in the patched
+    tree (every F: matches a file; a broken copy is reported);
+    get_maintainer.pl -f names a mailing list for
+    every file the series adds, the entry's list for the entry's files."""
+    need_tree()
+    frag = open(os.path.join(TOP, "MAINTAINERS.fragment")).read()
+    lines = frag.rstrip("\n").split("\n")
+    title, fields = lines[0], lines[1:]
+    problems = []
+    bad = [l for l in fields if not re.match(r"^[%s]:\t\S" % MAINTAINERS_ORDER, l)]
+    if bad or not title or title.startswith(("\t", " ")) or ":" in title[:2]:
+        problems.append("not one MAINTAINERS entry (title line, then 'X:<tab>value' lines): %r" % (bad or title))
+    letters = [MAINTAINERS_ORDER.index(l[0]) for l in fields if l[:1] in MAINTAINERS_ORDER]
+    if letters != sorted(letters):
+        problems.append("fields not in MAINTAINERS order %s" % MAINTAINERS_ORDER)
+    files = [l[3:] for l in fields if l.startswith("F:\t")]
+    if files != sorted(files):
+        problems.append("F: lines not sorted")
+    base = git("show", "base:MAINTAINERS")
+    tip = git("show", "check:MAINTAINERS")
+    m = re.search(r"^%s\n(?:[A-Z]:\t.*\n)+" % re.escape(title), base + "\n", re.M)
+    if not m:
+        problems.append("the base's MAINTAINERS has no entry %r to replace" % title)
+    elif (base + "\n")[:m.start()] + frag + (base + "\n")[m.end():] != tip + "\n":
+        problems.append("the fragment in place of the base's %r does not give the patched MAINTAINERS" % title)
+
+    # get_maintainer.pl's self-test on the fragment alone, in the patched
+    # tree: on the whole file it takes minutes and has findings of its own,
+    # and it takes no --mpath, so the tree's MAINTAINERS is swapped for the
+    # fragment and restored. The canary, a copy with no S: and an F: that
+    # matches nothing, must be reported, or the self-test is not running.
+    checkout("check", log)
+    canary = "\n".join(l for l in frag.split("\n") if not l.startswith("S:")).replace(
+        "F:\t", "F:\tno/such/balloon-file.c\nF:\t", 1)
+
+    def selftest(text, tag):
+        try:
+            with open(os.path.join(SRC, "MAINTAINERS"), "w") as fh:
+                fh.write(text)
+            p = subprocess.run(["perl", "scripts/get_maintainer.pl", "--self-test=sections,patterns"],
+                               cwd=SRC, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        finally:
+            git("checkout", "-q", "--", "MAINTAINERS")
+        log.write("self-test of %s:\n%s" % (tag, p.stdout))
+        return [l for l in p.stdout.splitlines() if l.strip()]
+
+    got = selftest(canary, "canary")
+    if not any("no file matches" in l for l in got) or not any("without status" in l for l in got):
+        problems.append("canary: get_maintainer.pl --self-test did not report a broken entry: %s" % got)
+    found = selftest(frag, "MAINTAINERS.fragment")
+    if found:
+        problems.append("get_maintainer.pl --self-test=sections,patterns:\n  " + "\n  ".join(found))
+    added = git("diff", "--diff-filter=A", "--name-only", "base", "check").split()
+    for f in added:
+        out = subprocess.run(["perl", "scripts/get_maintainer.pl", "--no-git", "--no-git-fallback", "-f", f],
+                             cwd=SRC, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True).stdout
+        log.write("get_maintainer.pl -f %s:\n%s" % (f, out))
+        if "(open list" not in out and "list:" not in out and "@lists." not in out and "@kvack.org" not in out:
+            problems.append("no mailing list for new file %s" % f)
+        elif f in files and "virtualization@lists.linux.dev" not in out:
+            problems.append("%s: get_maintainer.pl does not name the VIRTIO BALLOON list" % f)
+    if problems:
+        raise Fail("\n".join(problems))
+    return ("%s: %d fields in order, replaces the base's entry to give the patched MAINTAINERS; "
+            "get_maintainer.pl --self-test=sections,patterns: canary reported (%d findings), fragment "
+            "clean; %d added files have a list" % (title, len(fields), len(got), len(added)))
+
+
 def t_ppc_cmm(log):
     """powerpc pseries CMM (arch/powerpc/platforms/pseries/cmm.c), a balloon
     driver the series converts, compiles with W=1 for ppc64le (Debian's
@@ -694,6 +834,8 @@ TESTS = [
     ("kunit-debug", t_kunit_debug),
     ("kunit-tool", t_kunit_tool),
     ("e2e-freeze", t_freeze),
+    ("maintainers", t_maintainers),
+    ("bisect-helper", t_bisect_helper),
     ("ppc-cmm", t_ppc_cmm),
     ("sparse-w1", t_sparse),
     ("coccinelle", t_coccinelle),

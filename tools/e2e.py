@@ -704,13 +704,12 @@ def expected_suites():
     return want, warns
 
 
-def kunit(image, workdir, name="kunit"):
-    """KUnit suites built into the test kernel ran at boot, on a two-node
-    guest: parse each suite's KTAP from debugfs; a failing or missing suite,
-    or one with fewer passing cases than ci/kunit-suites asks, fails. A
-    warning ci/kunit-suites lists for a suite must appear exactly once
-    (its block is then not a console report); any other report fails."""
-    want, warns = expected_suites()
+def kunit_boot(image, workdir, name, warns=None):
+    """Boot `image` with KUnit enabled on a two-node guest and return
+    ({suite: {"ok", "fail", "skip", "result"}}, the console-report counts of
+    scenario.assert_clean) from each suite's KTAP in debugfs. A console
+    report other than the `warns` regexes raises GuestError."""
+    warns = warns or {}
     with scenario.guest(image, _log(workdir, name), workdir, extra=two_nodes(256),
                         append="kunit.enable=1") as g:
         out = g.run("for r in /sys/kernel/debug/kunit/*/results; do echo \"== $r\"; cat $r; done")[1]
@@ -737,6 +736,17 @@ def kunit(image, workdir, name="kunit"):
             suites[cur]["ok"] += 1
         else:
             suites[cur]["fail"] += 1
+    return suites, seen
+
+
+def kunit(image, workdir, name="kunit"):
+    """KUnit suites built into the test kernel ran at boot, on a two-node
+    guest: parse each suite's KTAP from debugfs; a failing or missing suite,
+    or one with fewer passing cases than ci/kunit-suites asks, fails. A
+    warning ci/kunit-suites lists for a suite must appear exactly once
+    (its block is then not a console report); any other report fails."""
+    want, warns = expected_suites()
+    suites, seen = kunit_boot(image, workdir, name, warns)
     problems = []
     for s in want:
         if s not in suites:
