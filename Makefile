@@ -2,7 +2,7 @@
 PYTHON := /usr/bin/python3
 SHELL := /bin/bash
 
-.PHONY: all setup tree patches kernel guest check demo bench bench-modes mutants clean help
+.PHONY: all setup tree patches kernel guest check demo bench bench-modes mbox mutants clean help
 
 all: check
 
@@ -15,6 +15,7 @@ help:
 	@echo "make demo     one benchmark scenario on stock and patched, side-by-side table"
 	@echo "make bench    every benchmark scenario; build/results/bench.{json,md}, maps/"
 	@echo "make bench-modes  the series with pageblock_inflate 0, 1, 2 (random-512M, 3 runs each)"
+	@echo "make mbox     the series as a b4 patch set with cover letter in build/results/ (BASE_TREE=upstream v6.12.117 checkout)"
 	@echo "make check    run every test; results in build/results/check.json"
 	@echo "make mutants  break guarded behaviours on purpose; each must fail its test"
 	@echo "make clean    remove build output (keeps build/linux)"
@@ -39,6 +40,9 @@ demo: tree
 
 bench: tree
 	@$(PYTHON) tools/bench.py $(if $(SCENARIOS),--scenarios $(SCENARIOS))
+
+mbox: tree
+	@$(PYTHON) tools/mbox.py $(if $(BASE_TREE),--base-tree $(BASE_TREE))
 
 bench-modes: tree
 	@$(PYTHON) tools/bench.py --modes --reps 3 --scenarios $(or $(SCENARIOS),random-512M)

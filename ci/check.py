@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -568,6 +569,168 @@ def t_maintainers(log):
             "clean; %d added files have a list" % (title, len(fields), len(got), len(added)))
 
 
+def t_mbox_roundtrip(log):
+    """make mbox's output is what a maintainer can take: tools/mbox.py
+    (b4 prep branch, --auto-to-cc, b4 send -o, checkpatch) writes the
+    mbox; it holds the cover letter (RFC, base-commit:, change-id: of
+    cover/change-id) and every patch of `series` exactly once, in order,
+    subjects "[PATCH RFC i/N] <subject>", each In-Reply-To the cover
+    letter; `b4 --offline-mode am` of it, run in the kernel tree, gives
+    an am-ready mbox that `git am` onto the base turns into a tree
+    identical to the series' (make tree's)."""
+    need_tree()
+    import mailbox
+    import mbox
+    out = os.path.join(BUILD, "check", "mbox")
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    lines = []
+    try:
+        r = mbox.build(out=out, log=lines)
+    except mbox.MboxError as e:
+        raise Fail("tools/mbox.py: %s" % e)
+    finally:
+        log.write("\n".join(lines) + "\n")
+    msgs = list(mailbox.mbox(r["mbox"]))
+    files = series_files()
+    n = len(files)
+    problems = []
+    if len(msgs) != n + 1:
+        problems.append("%d messages for %d patches and a cover letter" % (len(msgs), n))
+    cover = msgs[0]
+    cid = cover["Message-Id"].strip()
+    body = cover.get_payload()
+    if not cover["Subject"].startswith("[PATCH RFC 00/%02d] " % n):
+        problems.append("cover subject %r" % cover["Subject"])
+    change_id = open(os.path.join(TOP, "cover", "change-id")).read().strip()
+    for want in ("base-commit: %s" % git("rev-parse", "base"), "change-id: %s" % change_id):
+        if want not in body:
+            problems.append("cover letter lacks %r" % want)
+    subjects = [git("log", "-1", "--format=%s", sha) for sha, _ in S.commits]
+    for i, (m, subj) in enumerate(zip(msgs[1:], subjects), 1):
+        want = "[PATCH RFC %0*d/%d] %s" % (len(str(n)), i, n, subj)
+        got = " ".join(m["Subject"].split())
+        if got != want:
+            problems.append("message %d: subject %r, expected %r" % (i, got, want))
+        if (m["In-Reply-To"] or "").strip() != cid:
+            problems.append("message %d is not a reply to the cover letter" % i)
+    if len({" ".join(m["Subject"].split()) for m in msgs}) != len(msgs):
+        problems.append("a subject appears twice")
+    am = os.path.join(out, "am")
+    os.makedirs(am)
+    checkout("base", log)
+    p = subprocess.run(["b4", "--offline-mode", "am", "-m", r["mbox"], "-o", am, cid.strip("<>")],
+                       cwd=SRC, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log.write("$ b4 --offline-mode am\n" + p.stdout)
+    mbx = [f for f in os.listdir(am) if f.endswith(".mbx")]
+    if p.returncode or len(mbx) != 1:
+        raise Fail("b4 am failed (%d):\n%s" % (p.returncode, p.stdout[-1500:]))
+    if "Total patches: %d" % n not in p.stdout:
+        problems.append("b4 am did not find %d patches" % n)
+    env = dict(os.environ, GIT_COMMITTER_NAME="Balloon Series",
+               GIT_COMMITTER_EMAIL="balloon-series@localhost.invalid")
+    try:
+        sh(["git", "checkout", "-q", "-f", "-B", "mbox-roundtrip", "base"], cwd=SRC, log=log)
+        p = subprocess.run(["git", "am", "-q", os.path.join(am, mbx[0])], cwd=SRC, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        log.write("$ git am %s\n%s" % (mbx[0], p.stdout))
+        if p.returncode:
+            subprocess.run(["git", "am", "--abort"], cwd=SRC)
+            raise Fail("git am of b4's mbox failed:\n" + p.stdout[-1500:])
+        count = int(git("rev-list", "--count", "base..mbox-roundtrip"))
+        same = git("rev-parse", "mbox-roundtrip^{tree}") == git("rev-parse", "check^{tree}")
+    finally:
+        checkout("check", log)
+    if count != n:
+        problems.append("git am made %d commits, not %d" % (count, n))
+    if not same:
+        problems.append("the tree after git am differs from the series' tree")
+    if problems:
+        raise Fail("\n".join(problems))
+    return ("%d messages (cover + %d patches, threaded, in order, RFC, base-commit and change-id %s); "
+            "b4 am + git am onto the base: %d commits, tree identical to make tree's"
+            % (len(msgs), n, change_id, count))
+
+
+def t_quilt(log):
+    """The series as a quilt stack: with QUILT_PATCHES and QUILT_SERIES
+    pointing at a copy of patches/ and series, `quilt push -a` on the base
+    gives the series' tree; `quilt refresh` of every (unchanged) patch
+    rewrites them in quilt's own diff format, and git am of the refreshed
+    patches onto the base followed by make patches' export gives back the
+    files of patches/ byte for byte (make tree + make patches normalize)."""
+    need_tree()
+    qdir = os.path.join(BUILD, "check", "quilt")
+    shutil.rmtree(qdir, ignore_errors=True)
+    os.makedirs(qdir)
+    files = series_files()
+    for f in files:
+        shutil.copy(os.path.join(TOP, "patches", f), qdir)
+    shutil.copy(os.path.join(TOP, "series"), qdir)
+    env = dict(os.environ, QUILT_PATCHES=qdir, QUILT_SERIES=os.path.join(qdir, "series"),
+               QUILT_PC=".pc", QUILTRC="/dev/null",
+               GIT_COMMITTER_NAME="Balloon Series", GIT_COMMITTER_EMAIL="balloon-series@localhost.invalid")
+
+    def q(*args):
+        p = subprocess.run(["quilt"] + list(args), cwd=SRC, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+        log.write("$ quilt %s\n%s" % (" ".join(args), p.stdout))
+        if p.returncode:
+            raise Fail("quilt %s failed (%d):\n%s" % (" ".join(args), p.returncode, p.stdout[-1500:]))
+        return p.stdout
+
+    problems = []
+    try:
+        checkout("base", log)
+        shutil.rmtree(os.path.join(SRC, ".pc"), ignore_errors=True)
+        q("push", "-a", "-q")
+        applied = q("applied").split()
+        if [os.path.basename(a) for a in applied] != files:
+            problems.append("quilt applied %d patches, series lists %d" % (len(applied), len(files)))
+        # Tracked files, and the files the series adds (ignored by Debian's
+        # .gitignore); build output other tests leave in the tree (.kunit/)
+        # is neither.
+        sh(["git", "add", "-u"], cwd=SRC, log=log)
+        sh(["git", "add", "-f", "--"] + [f for f in S.touched if os.path.exists(os.path.join(SRC, f))],
+           cwd=SRC, log=log)
+        if git("write-tree") != git("rev-parse", "check^{tree}"):
+            problems.append("quilt push -a gives a tree other than the series'")
+        sh(["git", "reset", "-q"], cwd=SRC, log=log)
+        q("pop", "-a", "-q")
+        for f in files:
+            q("push", "-q")
+            q("refresh")
+        q("pop", "-a", "-q")
+        changed = [f for f in files if open(os.path.join(qdir, f)).read() !=
+                   open(os.path.join(TOP, "patches", f)).read()]
+        # Normalize as make tree + make patches do: git am, then export.
+        checkout("base", log)
+        shutil.rmtree(os.path.join(SRC, ".pc"), ignore_errors=True)
+        sh(["git", "checkout", "-q", "-f", "-B", "quilt-refreshed", "base"], cwd=SRC, log=log)
+        for f in files:
+            p = subprocess.run(["git", "am", "-q", "--committer-date-is-author-date", os.path.join(qdir, f)],
+                               cwd=SRC, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            log.write("$ git am %s (refreshed)\n%s" % (f, p.stdout))
+            if p.returncode:
+                subprocess.run(["git", "am", "--abort"], cwd=SRC)
+                raise Fail("git am of the quilt-refreshed %s failed:\n%s" % (f, p.stdout[-1500:]))
+        exp = os.path.join(qdir, "export")
+        sh(["git", "-c", "core.abbrev=12", "-c", "diff.noprefix=false", "format-patch", "-q",
+            "--zero-commit", "--no-signature", "--no-numbered", "--no-cover-letter", "--no-base",
+            "-o", exp, "base..quilt-refreshed"], cwd=SRC, log=log)
+        for f in files:
+            e = os.path.join(exp, f)
+            if not os.path.exists(e) or open(e).read() != open(os.path.join(TOP, "patches", f)).read():
+                problems.append("%s: the refreshed patch does not normalize back to patches/" % f)
+    finally:
+        shutil.rmtree(os.path.join(SRC, ".pc"), ignore_errors=True)
+        checkout("check", log)
+    if problems:
+        raise Fail("\n".join(problems))
+    return ("quilt push -a of %d patches gives the series' tree; quilt refresh rewrote %d of them, "
+            "and git am + export gives every patches/ file back byte for byte" % (len(files), len(changed)))
+
+
 def t_ppc_cmm(log):
     """powerpc pseries CMM (arch/powerpc/platforms/pseries/cmm.c), a balloon
     driver the series converts, compiles with W=1 for ppc64le (Debian's
@@ -836,6 +999,8 @@ TESTS = [
     ("e2e-freeze", t_freeze),
     ("maintainers", t_maintainers),
     ("bisect-helper", t_bisect_helper),
+    ("mbox-roundtrip", t_mbox_roundtrip),
+    ("quilt", t_quilt),
     ("ppc-cmm", t_ppc_cmm),
     ("sparse-w1", t_sparse),
     ("coccinelle", t_coccinelle),
