@@ -2,7 +2,7 @@
 PYTHON := /usr/bin/python3
 SHELL := /bin/bash
 
-.PHONY: all setup tree patches kernel guest check demo bench bench-modes mbox mutants clean help
+.PHONY: all setup tree patches kernel guest check check-full demo bench bench-modes mbox mutants clean help
 
 all: check
 
@@ -15,6 +15,7 @@ help:
 	@echo "make demo     one benchmark scenario on stock and patched, side-by-side table"
 	@echo "make bench    every benchmark scenario; build/results/bench.{json,md}, maps/"
 	@echo "make bench-modes  the series with pageblock_inflate 0, 1, 2 (random-512M, 3 runs each)"
+	@echo "make check-full  make check plus 0-day style builds: clang W=1, i386 W=1, allmodconfig W=1 (time-boxed)"
 	@echo "make mbox     the series as a b4 patch set with cover letter in build/results/ (BASE_TREE=upstream v6.12.117 checkout)"
 	@echo "make check    run every test; results in build/results/check.json"
 	@echo "make mutants  break guarded behaviours on purpose; each must fail its test"
@@ -49,6 +50,9 @@ bench-modes: tree
 
 check: setup
 	@$(PYTHON) ci/check.py $(TESTS)
+
+check-full: setup
+	@$(PYTHON) ci/check.py --full $(TESTS)
 
 mutants: tree
 	@$(PYTHON) tools/mutants.py $(MUTANTS)

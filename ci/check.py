@@ -731,6 +731,79 @@ def t_quilt(log):
             "and git am + export gives every patches/ file back byte for byte" % (len(files), len(changed)))
 
 
+def compare_w1(log, obj, names, targets, deadline=None, **kw):
+    """Configure `obj` with the fragments `names` (kbuild.configure keyword
+    arguments in kw), compile `targets` with W=1 at the base and at the
+    series' tip, and return the warnings only the tip has. With `deadline`
+    (time.monotonic()), the compile steps stop there."""
+    res = {}
+    for rev in ("base", "check"):
+        checkout(rev, log)
+        objs = [t for t in targets if existing([t[:-2] + ".c"], rev)]
+        try:
+            kbuild.configure(SRC, obj, names, log=log.name, **kw)
+            left = None if deadline is None else max(1, int(deadline - time.monotonic()))
+            _, out = kbuild.make(SRC, obj, *objs, extra=["W=1"], log=log.name,
+                                 cross=kw.get("cross"), llvm=kw.get("llvm", False), timeout=left)
+        except BuildError as e:
+            raise Fail("%s: %s" % (rev, e))
+        missing = [o for o in objs if not os.path.exists(os.path.join(obj, o))]
+        if missing:
+            raise Fail("%s: not compiled: %s" % (rev, " ".join(missing)))
+        res[rev] = kbuild.findings(out, [SRC])
+    return kbuild.new_findings(res["base"], res["check"]), objs
+
+
+def t_clang(log):
+    """0-day style: the analysed files and the x86 balloon drivers compile
+    with clang (LLVM=1, Debian's clang 14) and W=1, test + drivers config,
+    and add no warning the base does not have."""
+    need_tree()
+    targets = sorted({f[:-2] + ".o" for f in S.c_files()} |
+                     {"drivers/misc/vmw_balloon.o", "drivers/hv/hv_balloon.o", "drivers/xen/balloon.o"})
+    targets = [t for t in targets if not t.startswith("arch/powerpc/")]
+    new, objs = compare_w1(log, os.path.join(BUILD, "check", "obj-clang"), ["test", "drivers"], targets,
+                           llvm=True)
+    if new:
+        raise Fail("new clang W=1 warnings:\n  " + "\n  ".join(new))
+    return "clang W=1: %d objects at base and tip (%s), no new warning" % (len(objs), " ".join(objs))
+
+
+def t_i386(log):
+    """0-day style: the balloon core, compaction, migration, meminfo, vmstat
+    and the virtio and VMware balloon drivers compile for 32-bit x86
+    (i386 tinyconfig + ci/configs/i386.config, highmem) with W=1 and add no
+    warning the base does not have."""
+    need_tree()
+    targets = ["mm/balloon_compaction.o", "mm/compaction.o", "mm/migrate.o", "mm/vmstat.o",
+               "fs/proc/meminfo.o", "drivers/virtio/virtio_balloon.o", "drivers/misc/vmw_balloon.o"]
+    new, objs = compare_w1(log, os.path.join(BUILD, "check", "obj-i386"), ["i386"], targets,
+                           cross=("i386", ""))
+    if new:
+        raise Fail("new i386 W=1 warnings:\n  " + "\n  ".join(new))
+    return "i386 W=1: %s at base and tip, no new warning" % " ".join(objs)
+
+
+ALLMOD_SECONDS = int(os.environ.get("ALLMOD_SECONDS", "1800"))
+
+
+def t_allmod(log):
+    """0-day style, time-boxed: allmodconfig, then every .c file the series
+    touches that allmodconfig builds for x86_64 (and the core files) compiled
+    with W=1 at base and tip; no new warning. The compile steps stop at
+    the time box (ALLMOD_SECONDS, default 1800 s from the test's start),
+    which fails the test, saying so."""
+    need_tree()
+    t0 = time.monotonic()
+    targets = sorted({f[:-2] + ".o" for f in S.c_files() if not f.startswith("arch/powerpc/")})
+    obj = os.path.join(BUILD, "check", "obj-allmod")
+    new, objs = compare_w1(log, obj, [], targets, deadline=t0 + ALLMOD_SECONDS, base="allmodconfig")
+    secs = time.monotonic() - t0
+    if new:
+        raise Fail("new allmodconfig W=1 warnings:\n  " + "\n  ".join(new))
+    return "allmodconfig W=1: %d objects at base and tip in %.0f s, no new warning" % (len(objs), secs)
+
+
 def t_ppc_cmm(log):
     """powerpc pseries CMM (arch/powerpc/platforms/pseries/cmm.c), a balloon
     driver the series converts, compiles with W=1 for ppc64le (Debian's
@@ -1007,24 +1080,39 @@ TESTS = [
     ("kernel-doc", t_kernel_doc),
 ] + [("variant-" + v, t_variant(v)) for v in VARIANTS]
 
+# make check-full adds these (0-day style builds that do not fit in .ci/run's
+# time; README "Tests").
+FULL_TESTS = [
+    ("clang-w1", t_clang),
+    ("i386-w1", t_i386),
+    ("allmodconfig-w1", t_allmod),
+]
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("tests", nargs="*", help="run only these tests (apply always runs)")
     ap.add_argument("--list", action="store_true")
+    ap.add_argument("--full", action="store_true",
+                    help="also the 0-day style builds (clang, i386, allmodconfig): make check-full")
     args = ap.parse_args()
+    every = TESTS + FULL_TESTS
     if args.list:
-        for name, fn in TESTS:
-            print("%-28s %s" % (name, " ".join((fn.__doc__ or "").split())))
+        for name, fn in every:
+            print("%-28s %s%s" % (name, "[check-full] " if (name, fn) in FULL_TESTS else "",
+                                  " ".join((fn.__doc__ or "").split())))
         return 0
-    unknown = sorted(set(args.tests) - {name for name, _ in TESTS})
+    unknown = sorted(set(args.tests) - {name for name, _ in every})
     if unknown:
         print("check: unknown test(s): %s (python3 ci/check.py --list names them)"
               % " ".join(unknown), file=sys.stderr)
         return 2
     os.makedirs(LOGS, exist_ok=True)
     warning = kbuild.base_warning()
-    selected = [t for t in TESTS if not args.tests or t[0] in args.tests or t[0] == "apply"]
+    if args.tests:
+        selected = [t for t in every if t[0] in args.tests or t[0] == "apply"]
+    else:
+        selected = TESTS + (FULL_TESTS if args.full else [])
     entries = []
     passed = failed = 0
     for name, fn in selected:

@@ -50,16 +50,22 @@ def env():
     return e
 
 
-def make(src, obj, *targets, log=None, extra=(), check=True, cross=None):
+def make(src, obj, *targets, log=None, extra=(), check=True, cross=None, llvm=False, timeout=None):
     """Run make in `src` with O=`obj`; return (returncode, output). `cross`
-    is (ARCH, CROSS_COMPILE) for another architecture; default x86_64."""
+    is (ARCH, CROSS_COMPILE) for another architecture; default x86_64.
+    `llvm` builds with LLVM=1 (clang, lld and the LLVM binutils)."""
     os.makedirs(obj, exist_ok=True)
     arch, prefix = cross or ("x86_64", "")
-    cmd = ["make", "-C", src, "O=" + obj, "ARCH=" + arch, "CC=ccache %sgcc" % prefix,
-           "HOSTCC=ccache gcc", "-j" + JOBS] + (["CROSS_COMPILE=" + prefix] if prefix else [])
+    cc = ["LLVM=1", "CC=ccache clang", "HOSTCC=ccache clang"] if llvm else \
+        ["CC=ccache %sgcc" % prefix, "HOSTCC=ccache gcc"]
+    cmd = ["make", "-C", src, "O=" + obj, "ARCH=" + arch] + cc + \
+        ["-j" + JOBS] + (["CROSS_COMPILE=" + prefix] if prefix else [])
     cmd += list(extra) + list(targets)
-    p = subprocess.run(cmd, env=env(), stdout=subprocess.PIPE,
-                       stderr=subprocess.STDOUT, text=True, errors="replace")
+    try:
+        p = subprocess.run(cmd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, errors="replace", timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise BuildError("make %s stopped after its time box of %d s" % (" ".join(targets), timeout))
     if log:
         with open(log, "a") as f:
             f.write("$ " + " ".join(cmd) + "\n" + p.stdout + "\n")
@@ -158,7 +164,7 @@ def expectations(fragments):
     return markers(fragments, "expect")
 
 
-def configure(src, obj, names, log=None, base="tinyconfig", cross=None):
+def configure(src, obj, names, log=None, base="tinyconfig", cross=None, llvm=False):
     """Configure `obj` as `base` (x86_64 tinyconfig unless `cross` names
     another architecture) plus the named fragments, in order. Re-configures
     only when the fragments changed. Raises BuildError when a requested
@@ -167,7 +173,7 @@ def configure(src, obj, names, log=None, base="tinyconfig", cross=None):
     marked = series_only(frags)
     present = defined(src, marked)
     absent = marked - present
-    h = hashlib.sha256(("%s %s\n" % (base, cross)).encode())
+    h = hashlib.sha256(("%s %s%s\n" % (base, cross, " llvm" if llvm else "")).encode())
     for f in frags:
         h.update(f.encode() + b"\0" + open(f, "rb").read())
     # A revision that gains or loses a series-only symbol is configured
@@ -181,7 +187,7 @@ def configure(src, obj, names, log=None, base="tinyconfig", cross=None):
              # dropped a series-only symbol from the .config since.
              and not verify(obj, frags, absent))
     if not fresh:
-        make(src, obj, base, log=log, cross=cross)
+        make(src, obj, base, log=log, cross=cross, llvm=llvm)
         cmd = [os.path.join(src, "scripts/kconfig/merge_config.sh"), "-m", "-O", obj, cfg] + frags
         p = subprocess.run(cmd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if log:
@@ -189,7 +195,7 @@ def configure(src, obj, names, log=None, base="tinyconfig", cross=None):
                 f.write("$ " + " ".join(cmd) + "\n" + p.stdout)
         if p.returncode:
             raise BuildError("merge_config.sh failed:\n" + p.stdout[-2000:])
-        make(src, obj, "olddefconfig", log=log, cross=cross)
+        make(src, obj, "olddefconfig", log=log, cross=cross, llvm=llvm)
         with open(stamp, "w") as f:
             f.write(key)
     bad = verify(obj, frags, absent)
