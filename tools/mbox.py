@@ -260,14 +260,18 @@ def build(base_tree=None, out=None, log=None):
     if rev > 1:
         prev = previous_patches(rev, os.path.join(BUILD, "mbox", "prev"), log)
         if prev:
-            run(["git", "checkout", "-q", "-B", "balloon-prev", base], wt, log=log)
+            # The previous version in a worktree of its own, so that the
+            # prep branch stays checked out in wt for b4 send.
+            pwt = wt + "-prev"
+            worktree(repo, pwt, base, log)
             for f in prev:
-                run(["git", "am", "-q", os.path.join(BUILD, "mbox", "prev", f)], wt, log=log)
+                run(["git", "am", "-q", os.path.join(BUILD, "mbox", "prev", f)], pwt, log=log)
+            prev_tip = run(["git", "rev-parse", "HEAD"], pwt, log=log).strip()
             rd = os.path.join(out, "range-diff-v%d.txt" % rev)
             with open(rd, "w") as fh:
-                fh.write(run(["git", "range-diff", "%s..balloon-prev" % base, "%s..%s" % (base, BRANCH)], wt,
-                             log=log))
-            run(["git", "checkout", "-q", BRANCH], wt, log=log)
+                fh.write(run(["git", "range-diff", "%s..%s" % (base, prev_tip),
+                              "%s~%d..%s" % (BRANCH, len(files), BRANCH)], wt, log=log))
+            run(["git", "worktree", "remove", "--force", pwt], repo, log=log)
     return {"revision": rev, "change_id": change_id, "base_commit": base, "public_base": public,
             "mbox": mbox, "messages": msgdir, "cover": cover, "range_diff": rd, "worktree": wt}
 
