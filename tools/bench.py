@@ -107,26 +107,6 @@ def host_thp_coverage(pid):
     return round(huge / anon, 3) if anon else None
 
 
-def trace_counts(path, t0, t1):
-    """QEMU log-backend trace lines between host times t0 and t1. A
-    missing trace file is an error: it would read as 0 notifications."""
-    n = {"notify": 0, "pfns": 0}
-    try:
-        f = open(path, errors="replace")
-    except OSError as e:
-        raise scenario.qemu.GuestError("QEMU trace file missing: %s" % e)
-    with f:
-        for line in f:
-            m = re.match(r"\d+@(\d+\.\d+):(\w+)", line)
-            if not m or not (t0 <= float(m.group(1)) <= t1):
-                continue
-            if m.group(2) == "virtio_queue_notify":
-                n["notify"] += 1
-            elif m.group(2) == "virtio_balloon_handle_output":
-                n["pfns"] += 1
-    return n
-
-
 def composition(pb):
     return {k: pb[k] for k in ("free", "balloon", "mixed", "other", "hole")}
 
@@ -151,10 +131,7 @@ def run_one(name, kernel, image, workdir, rep=0, mode=None):
     trace = os.path.join(workdir, tag + ".trace")
     if os.path.exists(trace):
         os.unlink(trace)
-    # QEMU's log trace backend writes to the -D file; -msg timestamp=on
-    # prefixes each event with pid@seconds.microseconds (host wall clock).
-    extra = ["-trace", "enable=virtio_queue_notify", "-trace", "enable=virtio_balloon_handle_output",
-             "-D", trace, "-msg", "timestamp=on"]
+    extra = scenario.trace_args(trace)
     r = {}
     with scenario.guest(image, os.path.join(workdir, tag + ".console"), workdir,
                         mem_mb=mem_mb, extra=extra) as g:
@@ -258,11 +235,11 @@ def run_one(name, kernel, image, workdir, rep=0, mode=None):
             g, mem_mb * MB, "balloon_deflate", pages, v2["balloon_deflate"]), 3)
         scenario.assert_clean(g)
     t_end = time.time()
-    inf = trace_counts(trace, t_inf, t_inf_end)
-    comp = trace_counts(trace, t_c0, t_p1)
-    comp2 = trace_counts(trace, t_p2, t_c1)
+    inf = scenario.trace_counts(trace, t_inf, t_inf_end)
+    comp = scenario.trace_counts(trace, t_c0, t_p1)
+    comp2 = scenario.trace_counts(trace, t_p2, t_c1)
     comp = {k: comp[k] + comp2[k] for k in comp}
-    dfl = trace_counts(trace, t_d, t_end)
+    dfl = scenario.trace_counts(trace, t_d, t_end)
     r["host_notifications_inflate"] = inf["notify"]
     r["host_notifications_compaction"] = comp["notify"]
     r["host_notifications_deflate"] = dfl["notify"]

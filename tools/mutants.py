@@ -45,10 +45,10 @@ MUTANTS = {
         [("kunit", "balloon_test_migrate_enoent")]),
     "cross-node-count": (
         CORE,
-        "\t\tif (page_pgdat(page) != page_pgdat(newpage)) {\n"
-        "\t\t\tdec_node_page_state(page, NR_BALLOON_PAGES);\n"
-        "\t\t\tinc_node_page_state(newpage, NR_BALLOON_PAGES);\n"
-        "\t\t}\n",
+        "\tif (page_pgdat(page) != page_pgdat(newpage)) {\n"
+        "\t\tdec_node_page_state(page, NR_BALLOON_PAGES);\n"
+        "\t\tinc_node_page_state(newpage, NR_BALLOON_PAGES);\n"
+        "\t}\n",
         "",
         "a migration to another node leaves the page counted on the old node",
         [("kunit", "balloon_test_migrate_cross_node"), ("e2e-balloon-meminfo", None)]),
@@ -96,6 +96,25 @@ MUTANTS = {
         "\t\tlist_add(&page[i].lru, pages);\n",
         "a block's pages reach the list highest PFN first",
         [("kunit", "balloon_test_alloc_block")]),
+    "batch-done-missing": (
+        "mm/migrate.c",
+        "\tif (done_mops)\n\t\tdone_mops->batch_done();\n\n\treturn rc;\n",
+        "\treturn rc;\n",
+        "a migration batch ends without telling the movable_ops owner: queued balloon "
+        "migrations stay unreported and their old pages held",
+        [("kunit", "balloon_test_migrate_batched")]),
+    "done-isolated-count": (
+        CORE,
+        "\t\tballoon_page_moved(b_dev_info, page, newpage);\n\t\tb_dev_info->isolated_pages--;\n",
+        "\t\tballoon_page_moved(b_dev_info, page, newpage);\n",
+        "a reported migration stays counted in isolated_pages",
+        [("kunit", "balloon_test_migrate_pending")]),
+    "virtio-unbatched": (
+        "drivers/virtio/virtio_balloon.c",
+        "\tif (vb->num_migrated_pfns == ARRAY_SIZE(vb->migrated_new_pfns))\n",
+        "\tif (vb->num_migrated_pfns)\n",
+        "virtio_balloon reports each migration on its own (two host requests per page)",
+        [("e2e-compaction", None)]),
 }
 
 

@@ -27,6 +27,35 @@ def guest(image, log, workdir, **kw):
     return qemu.Guest(image, ird, log, **kw)
 
 
+def trace_args(path):
+    """QEMU arguments that log every virtqueue notification and every PFN
+    array virtio-balloon handles to `path`. QEMU's log trace backend writes
+    to the -D file; -msg timestamp=on prefixes each event with
+    pid@seconds.microseconds (host wall clock), for trace_counts()."""
+    return ["-trace", "enable=virtio_queue_notify", "-trace", "enable=virtio_balloon_handle_output",
+            "-D", path, "-msg", "timestamp=on"]
+
+
+def trace_counts(path, t0, t1):
+    """QEMU log-backend trace lines between host times t0 and t1. A
+    missing trace file is an error: it would read as 0 notifications."""
+    n = {"notify": 0, "pfns": 0}
+    try:
+        f = open(path, errors="replace")
+    except OSError as e:
+        raise qemu.GuestError("QEMU trace file missing: %s" % e)
+    with f:
+        for line in f:
+            m = re.match(r"\d+@(\d+\.\d+):(\w+)", line)
+            if not m or not (t0 <= float(m.group(1)) <= t1):
+                continue
+            if m.group(2) == "virtio_queue_notify":
+                n["notify"] += 1
+            elif m.group(2) == "virtio_balloon_handle_output":
+                n["pfns"] += 1
+    return n
+
+
 def snapshot(g):
     out = g.run("snap balloon_inflate balloon_deflate balloon_migrate "
                 "compact_stall compact_migrate_scanned compact_free_scanned "
