@@ -129,8 +129,6 @@ def run_one(name, kernel, image, workdir, rep=0, mode=None):
     pages = balloon_mb * MB // scenario.PAGE
     tag = "%s-%s%s-%d" % (name, kernel, "" if mode is None else "-mode%d" % mode, rep + 1)
     trace = os.path.join(workdir, tag + ".trace")
-    if os.path.exists(trace):
-        os.unlink(trace)
     extra = scenario.trace_args(trace)
     r = {}
     with scenario.guest(image, os.path.join(workdir, tag + ".console"), workdir,

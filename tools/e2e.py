@@ -69,8 +69,6 @@ def compaction(image, workdir):
     page before the series' batched reports)."""
     mem_mb, balloon_mb = 512, 160
     trace = os.path.join(workdir, "compaction.trace")
-    if os.path.exists(trace):
-        os.unlink(trace)
     with scenario.guest(image, _log(workdir, "compaction"), workdir, mem_mb=mem_mb,
                         extra=scenario.trace_args(trace)) as g:
         # The series inflates in whole pageblocks by default, which keeps

@@ -29,9 +29,12 @@ def guest(image, log, workdir, **kw):
 
 def trace_args(path):
     """QEMU arguments that log every virtqueue notification and every PFN
-    array virtio-balloon handles to `path`. QEMU's log trace backend writes
-    to the -D file; -msg timestamp=on prefixes each event with
-    pid@seconds.microseconds (host wall clock), for trace_counts()."""
+    array virtio-balloon handles to `path`, after removing what an earlier
+    run left there. QEMU's log trace backend writes to the -D file;
+    -msg timestamp=on prefixes each event with pid@seconds.microseconds
+    (host wall clock), for trace_counts()."""
+    if os.path.exists(path):
+        os.unlink(path)
     return ["-trace", "enable=virtio_queue_notify", "-trace", "enable=virtio_balloon_handle_output",
             "-D", path, "-msg", "timestamp=on"]
 
