@@ -2,7 +2,7 @@
 PYTHON := /usr/bin/python3
 SHELL := /bin/bash
 
-.PHONY: all setup tree patches kernel guest check check-full demo bench bench-modes mbox mutants clean help
+.PHONY: all setup tree patches kernel guest check check-full demo bench bench-modes mbox mutants stress clean help
 
 all: check
 
@@ -19,6 +19,7 @@ help:
 	@echo "make mbox     the series as a b4 patch set with cover letter in build/results/ (BASE_TREE=upstream v6.12.117 checkout)"
 	@echo "make check    run every test; results in build/results/check.json"
 	@echo "make mutants  break guarded behaviours on purpose; each must fail its test"
+	@echo "make stress   stress and fault suite on the patched debug kernel (DURATION=600 s; STOCK=1 also runs stock)"
 	@echo "make clean    remove build output (keeps build/linux)"
 
 setup:
@@ -56,6 +57,10 @@ check-full: setup
 
 mutants: tree
 	@$(PYTHON) tools/mutants.py $(MUTANTS)
+
+stress: tree
+	@$(PYTHON) tools/stress.py --kernel patched $(if $(DURATION),--duration $(DURATION))
+	$(if $(STOCK),@$(PYTHON) tools/stress.py --kernel stock $(if $(DURATION),--duration $(DURATION)))
 
 clean:
 	rm -rf build/check build/obj build/results build/tmp build/kernel-image

@@ -391,6 +391,39 @@ def t_freeze(log):
 t_freeze.__doc__ = e2e.freeze.__doc__
 
 
+STRESS_SHORT_SECONDS = 150
+
+
+def t_stress_short(log):
+    """The short form of make stress on the patched debug kernel (one
+    round): every guest loop at least 3 times, random and malformed QMP
+    targets, device removal, injected allocation failures, PM freeze and
+    deflate-on-OOM at least once each; no kernel report, accounting deltas
+    0, no integrity error, MemTotal, offline pages and free memory back
+    after the final deflate (kmemleak: make stress's --kmemleak only)."""
+    image = ensure_debug_built(log)
+    out = os.path.join(RESULTS, "stress-short.json")
+    sh([sys.executable, os.path.join(TOP, "tools", "stress.py"), "--kernel", image,
+            "--duration", str(STRESS_SHORT_SECONDS), "--min-iterations", "3", "--min-faults", "1",
+            "--qmp-per-round", "8", "--name", "patched", "--out", out, "--workdir", LOGS],
+       log=log, check=False)
+    try:
+        res = json.load(open(out))
+    except (OSError, ValueError):
+        raise Fail("stress.py wrote no results (its output is in this test's log)")
+    if res["status"] != "pass":
+        raise Fail("stress: %s" % res["status"])
+    it, fa = res["iterations"], res["faults"]
+    return ("%d s, %d rounds, %d accounting checks: %d QMP targets (%d refused), %d compact passes, "
+            "%d CMA allocations, %d offline/online, %d integrity rounds (%d pages verified), "
+            "%d execs; faults: %d device_del, %d allocation failures injected, %d PM freezes, "
+            "%d OOM deflations; 0 reports, deltas 0, 0 integrity errors"
+            % (res["duration"], it["rounds"], it["accounting_checks"], it["qmp_targets"],
+               it["qmp_refused"], it["compact_memory"], it["cma_alloc"], it["offline_online"],
+               it["integrity_rounds"], it["pages_checked"], it["exec"], fa["device_del"],
+               fa["fail_page_alloc"], fa["pm_freeze"], fa["oom_deflate"]))
+
+
 def t_kunit_tool(log):
     """The series' KUnit suites run the way kernel developers run KUnit:
     tools/testing/kunit/kunit.py run --arch=x86_64 --kunitconfig=mm (a
@@ -1070,6 +1103,7 @@ TESTS = [
     ("kunit-debug", t_kunit_debug),
     ("kunit-tool", t_kunit_tool),
     ("e2e-freeze", t_freeze),
+    ("stress-short", t_stress_short),
     ("maintainers", t_maintainers),
     ("bisect-helper", t_bisect_helper),
     ("mbox-roundtrip", t_mbox_roundtrip),

@@ -381,7 +381,8 @@ def device_removal(image, workdir):
         part = g.wait_until(lambda: (lambda n: n if n > 0 else None)(
             g.vmstat()["balloon_inflate"] - v0["balloon_inflate"]), 60, "inflation to start", interval=0.05)
         g.qmp("device_del", id="balloon0")
-        g.wait_event("DEVICE_DELETED", 120, "the guest to release the balloon device")
+        g.wait_event("DEVICE_DELETED", 120, "the guest to release the balloon device",
+                     device="balloon0")
         # The premise: the device went away before the inflation finished.
         v_del = g.vmstat()
         if v_del["balloon_inflate"] - v0["balloon_inflate"] >= balloon_mb * PAGES_PER_MB:

@@ -51,7 +51,8 @@ MUTANTS = {
         "\t}\n",
         "",
         "a migration to another node leaves the page counted on the old node",
-        [("kunit", "balloon_test_migrate_cross_node"), ("e2e-balloon-meminfo", None)]),
+        [("kunit", "balloon_test_migrate_cross_node"), ("e2e-balloon-meminfo", None),
+         ("stress", None)]),
     "dequeue-skips": (
         CORE,
         "\t\tif (n_pages == n_req_pages)\n\t\t\tbreak;\n\n",
@@ -153,6 +154,39 @@ def kunit_cases(image, workdir, name):
     return verdict, failed, passed
 
 
+STRESS_SECONDS = 150
+
+
+def stress_run(name, olds, news, path):
+    """The short form of make stress (tools/stress.py) on the mutant built
+    as the debug kernel (test + debug config: fault injection, kmemleak)."""
+    f = os.path.join(SRC, path)
+    text = open(f).read()
+    for o, n in zip(olds, news):
+        text = text.replace(o, n)
+    with open(f, "w") as fh:
+        fh.write(text)
+    obj = OBJ + "-debug"
+    log = os.path.join(LOGS, name + "-debug-build.log")
+    open(log, "w").close()
+    try:
+        kbuild.configure(SRC, obj, ["test", "debug"], log=log)
+        kbuild.make(SRC, obj, "bzImage", log=log)
+    except kbuild.BuildError as e:
+        return "error: debug build failed: %s" % e
+    finally:
+        sh(["git", "reset", "-q", "--hard"], cwd=SRC)
+    out = os.path.join(BUILD, "results", "stress-mutant-%s.json" % name)
+    p = sh([sys.executable, os.path.join(HERE, "stress.py"), "--kernel",
+            os.path.join(obj, "arch/x86/boot/bzImage"), "--duration", str(STRESS_SECONDS),
+            "--min-iterations", "1", "--min-faults", "1", "--out", out, "--workdir", LOGS])
+    try:
+        res = json.load(open(out))
+    except (OSError, ValueError):
+        return "fail: stress.py wrote no results (%d): %s" % (p.returncode, p.stdout[-300:])
+    return ("pass" if res["status"] == "pass" else "fail") + ": " + res["status"].splitlines()[0][:300]
+
+
 def run_one(name):
     path, old, new, what, tests = MUTANTS[name]
     olds, news = (old, new) if isinstance(old, tuple) else ((old,), (new,))
@@ -179,7 +213,11 @@ def run_one(name):
     image = os.path.join(OBJ, "arch/x86/boot/bzImage")
     runs, caught = [], True
     for test, case in tests:
-        if test == "kunit":
+        if test == "stress":
+            verdict = stress_run(name, olds, news, path)
+            hit = verdict.startswith("fail")
+            runs.append({"test": test, "verdict": verdict, "caught": hit})
+        elif test == "kunit":
             verdict, failed, passed = kunit_cases(image, LOGS, "kunit-" + name)
             hit = case in failed if case else verdict != "pass"
             runs.append({"test": test, "case": case, "verdict": verdict,

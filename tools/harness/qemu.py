@@ -24,7 +24,13 @@ SPLAT = re.compile(
     r"possible recursive locking|inconsistent lock state|"
     r"suspicious RCU usage|INFO: task .* blocked for more than|"
     r"watchdog: BUG: soft lockup|list_(add|del) corruption|"
-    r"Kernel panic - not syncing|page dumped because)")
+    r"Kernel panic - not syncing|"
+    # dump_page() of a bad page or a VM_BUG_ON_PAGE; not the diagnostic
+    # dumps of memory offlining's retries (do_migrate_range()), which
+    # report a page it will try again.
+    r"page dumped because: (?!isolation failed$|migration failure$)|"
+    r"rcu: INFO: \w+ (self-)?detected stall|self-detected stall on CPU|"
+    r"rcu_\w+ detected stalls on CPUs/tasks)")
 
 
 # Lines taken from real reports: the detector must flag every one of them.
@@ -36,6 +42,9 @@ SPLAT_SAMPLES = [
     "[   12.345678] WARNING: possible circular locking dependency detected",
     "[   12.345678] INFO: task kworker/0:1:23 blocked for more than 60 seconds.",
     "[   12.345678] list_add corruption. prev->next should be next (ffff888004a0b000)",
+    "[   12.345678] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:",
+    "[   12.345678] rcu: INFO: rcu_preempt self-detected stall on CPU",
+    "[   12.345678] page dumped because: nonzero mapcount",
 ]
 
 
@@ -74,7 +83,8 @@ def detector_selftest():
     or if taking out an expected warning hides anything else."""
     missed = [l for l in SPLAT_SAMPLES if not SPLAT.search(l)]
     clean = "[    0.000000] Linux version 6.12.117 (balloon@series) #1 SMP"
-    if missed or SPLAT.search(clean):
+    offline_retry = "[   12.345678] page dumped because: isolation failed"
+    if missed or SPLAT.search(clean) or SPLAT.search(offline_retry):
         raise GuestError("splat detector self-test failed: %r" % (missed or clean))
     log = ["[    1.0] " + CUT_HERE, "[    1.0] f returned 1, not expected",
            "[    1.0] WARNING: CPU: 0 PID: 1 at mm/migrate.c:180 f+0x1/0x2",
@@ -380,13 +390,16 @@ class Guest:
                              "nothing was sent" % (target_bytes, self.mem_bytes))
         self.qmp("balloon", value=target_bytes)
 
-    def wait_event(self, name, timeout, what):
-        """Wait for a QMP event; return it. QMP is polled with a cheap
-        command, which collects the events that arrived meanwhile."""
+    def wait_event(self, name, timeout, what, **data):
+        """Wait for a QMP event whose data has the items of `data` (QEMU
+        sends DEVICE_DELETED for a PCI device's virtio backend too, with no
+        "device" id); return it. QMP is polled with a cheap command, which
+        collects the events that arrived meanwhile."""
         def seen():
             self.qmp("query-status")
             for i, ev in enumerate(self.events):
-                if ev.get("event") == name:
+                got = ev.get("data", {})
+                if ev.get("event") == name and all(got.get(k) == v for k, v in data.items()):
                     return self.events.pop(i)
             return None
         return self.wait_until(seen, timeout, "QMP event %s: %s" % (name, what), interval=0.2)
