@@ -125,6 +125,8 @@ class Stress:
         self.checks = 0
         self.notes = []
         self.patched = None
+        self.rounds = 0
+        self.last_counters = {}     # the guest loops' counters at the last check
 
     # ---- small helpers
     def count(self, table, key, n=1):
@@ -569,6 +571,7 @@ class Stress:
             self.oom_storm()
             events = self.round_check(rnd)
             c = self.loop_counters()
+            self.rounds, self.last_counters = rnd, c
             log("stress: round %d at %.0f s: balloon %d pages; %s" % (
                 rnd, time.monotonic() - t0, events,
                 " ".join("%s=%s" % (k, list(v.values())[0]) for k, v in sorted(c.items()))))
@@ -715,6 +718,8 @@ def main():
             from harness.qemu import SPLAT
             st.reports += [l for l in st.g.console().splitlines()
                            if SPLAT.search(l) and l not in st.reports]
+            # What the loops had done by the last completed round.
+            res["iterations"] = summarize(st, 0, st.last_counters)
     if st is not None:
         res["faults"] = dict(st.faults)
         res["faults"]["device_del"] = sum(v for k, v in st.faults.items() if k.startswith("device_del_"))
