@@ -293,8 +293,12 @@ class Stress:
         self.count(self.iterations, "qmp_targets")
 
     def qmp_phase(self, n):
-        """n balloon requests: mostly random valid targets, some at the
-        limits, some that QEMU must refuse."""
+        """Three requests that QEMU must refuse (one of them a target of
+        0), then n balloon requests: mostly random valid targets, some at
+        the limits, some more that QEMU must refuse."""
+        self.bad_request("zero")
+        self.bad_request()
+        self.bad_request()
         for _ in range(n):
             r = self.rng.random()
             if r < 0.12:
@@ -326,11 +330,11 @@ class Stress:
                 return
             time.sleep(0.2)
 
-    def bad_request(self):
+    def bad_request(self, kind=None):
         """A request QEMU must refuse: 0, negative, a string, a float, a
         missing or unknown argument. The balloon's target must not change
         (checked when the round settles: it still reaches self.target)."""
-        kind = self.rng.choice(["zero", "negative", "string", "float", "missing", "unknown"])
+        kind = kind or self.rng.choice(["zero", "negative", "string", "float", "missing", "unknown"])
         msg = {"zero": {"value": 0}, "negative": {"value": -MB}, "string": {"value": "512M"},
                "float": {"value": 1.5}, "missing": {}, "unknown": {"value": self.ram, "size": 1}}[kind]
         try:
