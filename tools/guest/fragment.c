@@ -27,19 +27,11 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "mix.h"
+
 #define PAGE 4096UL
 #define PFN_MASK ((1ULL << 55) - 1)
 #define PRESENT (1ULL << 63)
-
-static uint64_t mix(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdULL;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ULL;
-	x ^= x >> 33;
-	return x;
-}
 
 static int selected(const char *pattern, uint64_t pfn)
 {

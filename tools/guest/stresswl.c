@@ -43,6 +43,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mix.h"
+
 #define PAGE 4096UL
 #define HPAGE (2UL << 20)
 #define WORDS (PAGE / sizeof(uint64_t))
@@ -102,16 +104,6 @@ static int keep_going(void)
 	snprintf(name, sizeof(name), "%s/paused.%s", ctl, mode);
 	unlink(name);
 	return !ctl_exists("stop") && now() <= deadline;
-}
-
-static uint64_t mix(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdULL;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ULL;
-	x ^= x >> 33;
-	return x;
 }
 
 static void fill(char *mem, unsigned long first, unsigned long n, uint64_t seed)
