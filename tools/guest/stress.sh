@@ -16,6 +16,10 @@
 # only while no compact_memory pass of this script runs (a lock directory):
 # stock 6.12 crashes when a full compaction pass meets a block going
 # offline (Documentation/testing.md, "make stress").
+# LOOPS="name ..." in the environment runs only the loops named (compact,
+# proactive, cma, offline, kpageflags, integrity, thp, exec; default all
+# but kpageflags). kpageflags reads /proc/kpageflags over BLOCK... in a
+# loop, as a pfn walker next to offlining would (tools/offline_race.py).
 # After every loop ended, waits for its standard input to close (the
 # harness keeps it open: the guest's init shell must not see this job end
 # while it reads a command).
@@ -156,6 +160,29 @@ offline_loop() {
 	echo 1 >"$ctl/done.offline"
 }
 
+# /proc/kpageflags over the blocks of the offline loop, one block a read.
+kpageflags_loop() {
+	i=0
+	bs=$((0x$(cat /sys/devices/system/memory/block_size_bytes)))
+	while [ $i -lt "$rounds" ] && go; do
+		park kpageflags
+		for b in $blocks; do
+			dd if=/proc/kpageflags of=/dev/null bs=$((bs / 4096 * 8)) \
+				skip="$b" count=1 2>/dev/null
+		done
+		i=$((i + 1))
+		echo "reads=$i" >"$ctl/kpageflags.n"
+	done
+	echo 1 >"$ctl/done.kpageflags"
+}
+
+want() {
+	case " ${LOOPS:-compact proactive cma offline integrity thp exec} " in
+	*" $1 "*) return 0 ;;
+	esac
+	return 1
+}
+
 run() {
 	name=$1
 	shift
@@ -163,13 +190,14 @@ run() {
 	echo 1 >"$ctl/done.$name"
 }
 
-compact_loop &
-proactive_loop &
-cma_loop &
-[ -n "$blocks" ] && offline_loop &
-run integrity stresswl integrity "$ctl" 48 "$rounds" "$secs" &
-run thp stresswl thp "$ctl" 8 "$rounds" "$secs" &
-run exec stresswl exec "$ctl" "$rounds" "$secs" &
+want compact && compact_loop &
+want proactive && proactive_loop &
+want cma && cma_loop &
+[ -n "$blocks" ] && want offline && offline_loop &
+[ -n "$blocks" ] && want kpageflags && kpageflags_loop &
+want integrity && run integrity stresswl integrity "$ctl" 48 "$rounds" "$secs" &
+want thp && run thp stresswl thp "$ctl" 8 "$rounds" "$secs" &
+want exec && run exec stresswl exec "$ctl" "$rounds" "$secs" &
 echo "stress: started"
 wait
 echo "stress: done"
