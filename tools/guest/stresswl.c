@@ -152,6 +152,29 @@ static long migrate_to(pid_t pid, int to)
 		       &from_mask, &to_mask);
 }
 
+/* MemFree of node `node` in KiB (0 if unreadable). */
+static unsigned long node_free_kib(int node)
+{
+	char path[64], line[128];
+	unsigned long kib = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/sys/devices/system/node/node%d/meminfo", node);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		char *p = strstr(line, "MemFree:");
+
+		if (p) {
+			kib = strtoul(p + 8, NULL, 10);
+			break;
+		}
+	}
+	fclose(f);
+	return kib;
+}
+
 /* move_pages(2) of up to SAMPLE pages of [mem, mem+n pages) to node `to`;
  * returns the number that ended on `to`. */
 static unsigned long move_sample(char *mem, unsigned long n, unsigned long stride,
@@ -193,7 +216,7 @@ static char *map(unsigned long bytes, int advice)
 static int integrity(unsigned long mib, unsigned long rounds)
 {
 	unsigned long pages = (mib << 20) / PAGE, half = pages / 2, q = half / 2;
-	unsigned long r, migrates = 0, unmoved = 0, move_calls = 0, moved = 0;
+	unsigned long r, migrates = 0, unmoved = 0, move_calls = 0, moved = 0, no_room = 0;
 	unsigned long checked = 0;
 	char *thp = map(half * PAGE, MADV_HUGEPAGE);
 	char *small = map((pages - half) * PAGE, MADV_NOHUGEPAGE);
@@ -208,10 +231,22 @@ static int integrity(unsigned long mib, unsigned long rounds)
 
 		fill(thp, q, half - q, seed);
 		fill(small, q, pages - half - q, seed + 1);
-		left = migrate_to(0, r & 1);
-		migrates++;
-		if (left > 0)
-			unmoved += left;
+		/*
+		 * The whole process moves only when the target node has room
+		 * for it and 64 MiB more: with the balloon large and the other
+		 * workloads there, migrating into a node at its min watermark
+		 * went page by page through throttled reclaim, held thousands
+		 * of pages isolated for over 15 minutes and, through
+		 * too_many_isolated(), stalled every compaction pass behind it.
+		 */
+		if (node_free_kib(r & 1) >= (mib + 64) << 10) {
+			left = migrate_to(0, r & 1);
+			migrates++;
+			if (left > 0)
+				unmoved += left;
+		} else {
+			no_room++;
+		}
 		moved += move_sample(thp, half, half / SAMPLE + 1, !(r & 1), &move_calls);
 		moved += move_sample(small, pages - half, (pages - half) / SAMPLE + 1,
 				     !(r & 1), &move_calls);
@@ -221,8 +256,9 @@ static int integrity(unsigned long mib, unsigned long rounds)
 		errors += verify(small, q, pages - half - q, seed + 1, "small");
 		checked += pages;
 		snprintf(buf, sizeof(buf), "rounds=%lu migrate_pages=%lu not_migrated=%lu "
-			 "move_pages=%lu pages_moved=%lu pages_checked=%lu errors=%lu\n",
-			 r + 1, migrates, unmoved, move_calls, moved, checked, errors);
+			 "no_room=%lu move_pages=%lu pages_moved=%lu pages_checked=%lu "
+			 "errors=%lu\n", r + 1, migrates, unmoved, no_room, move_calls, moved,
+			 checked, errors);
 		ctl_write("integrity.n", buf);
 	}
 	return 0;
