@@ -19,7 +19,7 @@ help:
 	@echo "make mbox     the series as a b4 patch set with cover letter in build/results/ (BASE_TREE=upstream v6.12.117 checkout)"
 	@echo "make check    run every test; results in build/results/check.json"
 	@echo "make mutants  break guarded behaviours on purpose; each must fail its test"
-	@echo "make stress   stress and fault suite on the patched debug kernel (DURATION=600 s; STOCK=1 also runs stock)"
+	@echo "make stress   stress and fault suite on the patched debug kernel (DURATION=900 s; STOCK=1 also runs stock)"
 	@echo "make clean    remove build output (keeps build/linux)"
 
 setup:

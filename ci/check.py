@@ -417,7 +417,7 @@ def t_stress_short(log):
     return ("%d s, %d rounds, %d accounting checks: %d QMP targets (%d refused), %d compact passes, "
             "%d CMA allocations, %d offline/online, %d integrity rounds (%d pages verified), "
             "%d execs; faults: %d device_del, %d allocation failures injected, %d PM freezes, "
-            "%d OOM deflations; 0 reports, deltas 0, 0 integrity errors"
+            "%d OOMs resolved by deflating; 0 reports, deltas 0, 0 integrity errors"
             % (res["duration"], it["rounds"], it["accounting_checks"], it["qmp_targets"],
                it["qmp_refused"], it["compact_memory"], it["cma_alloc"], it["offline_online"],
                it["integrity_rounds"], it["pages_checked"], it["exec"], fa["device_del"],

@@ -68,6 +68,7 @@ NODE_MB = MEM_MB // 2
 MAX_BALLOON_MB = 256   # random targets keep at least MEM_MB - this
 CMA_MB = 32
 CTL = "/tmp/stress"
+OOM_NR_PAGES = 256     # virtio_balloon's deflation per OOM notification
 FAIL = "/sys/kernel/debug/fail_page_alloc"
 PAGEBLOCK_INFLATE = "/sys/module/virtio_balloon/parameters/pageblock_inflate"
 LOOPS = ("compact", "proactive", "cma", "offline", "integrity", "thp", "exec")
@@ -138,6 +139,16 @@ class Stress:
         # reclaim and compaction under TCG) although the guest recovered.
         return self.g.run(cmd, timeout=timeout, check=check)[1]
 
+    def sh_int(self, cmd, timeout=600):
+        """The integer a guest command prints on a line of its own. Kernel
+        messages share the serial console with the command's output
+        (loglevel=7), so other lines may come between."""
+        out = self.sh(cmd, timeout=timeout)
+        nums = [l.strip() for l in out.splitlines() if re.fullmatch(r"\s*-?\d+\s*", l)]
+        if not nums:
+            raise GuestError("no number in the output of %r: %r" % (cmd, out[-300:]))
+        return int(nums[-1])
+
     def vmstat(self):
         return self.g.vmstat()
 
@@ -153,8 +164,8 @@ class Stress:
     # ---- set-up
     def setup(self):
         g = self.g
-        nodes = self.sh("ls -d /sys/devices/system/node/node* | wc -l").strip()
-        if nodes != "2":
+        nodes = self.sh_int("ls -d /sys/devices/system/node/node* | wc -l")
+        if nodes != 2:
             raise GuestError("premise: %s NUMA nodes online, expected 2" % nodes)
         self.patched = "Balloon:" in self.sh("cat /proc/meminfo")
         if self.args.kmemleak:
@@ -231,7 +242,7 @@ class Stress:
 
     def pm_waits(self):
         """How often the PM test mode held the devices suspended."""
-        return int(self.sh("dmesg | grep -c 'suspend debug: Waiting for'; true").split()[0])
+        return self.sh_int("dmesg | grep -c 'suspend debug: Waiting for'; true")
 
     # ---- guest loops
     def start_loops(self):
@@ -250,7 +261,8 @@ class Stress:
             f = line.split()
             if not f or f[0] not in LOOPS:
                 continue
-            res[f[0]] = {k: int(v) for k, v in (x.split("=") for x in f[1:] if "=" in x)}
+            # A kernel message may have been spliced into the line.
+            res[f[0]] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line)}
         return res
 
     def pause(self, timeout=900):
@@ -294,28 +306,28 @@ class Stress:
 
     def qmp_phase(self, n):
         """Three requests that QEMU must refuse (one of them a target of
-        0), then n balloon requests: mostly random valid targets, some at
-        the limits, some more that QEMU must refuse."""
+        0), then n balloon targets, random or at the limits (the full guest
+        size, above RAM), each followed by one more request that QEMU must
+        refuse (refusals are instant; they must leave the target alone)."""
         self.bad_request("zero")
         self.bad_request()
         self.bad_request()
         for _ in range(n):
             r = self.rng.random()
-            if r < 0.12:
-                self.bad_request()
-                continue
-            if r < 0.2:
+            if r < 0.1:
                 value = self.ram
-            elif r < 0.25:
+            elif r < 0.16:
                 # Above RAM: QEMU clamps it to RAM (an empty balloon).
                 self.g.qmp("balloon", value=self.ram + self.rng.randint(1, 4) * MB)
                 self.target = self.ram
                 self.count(self.iterations, "qmp_targets")
+                self.bad_request()
                 self.wait_progress()
                 continue
             else:
                 value = self.ram - self.rng.randint(1, MAX_BALLOON_MB) * MB
             self.set_target(value)
+            self.bad_request()
             self.wait_progress()
 
     def wait_progress(self, timeout=4.0):
@@ -425,15 +437,15 @@ class Stress:
 
     def inject_alloc_failures(self):
         """Inflate with fail_page_alloc failing 5% of the allocations made
-        under the driver's fill path, at most 20 times (each failure costs
+        under the driver's fill path, at most 30 times (each failure costs
         the driver a 200 ms back-off); returns the failures injected."""
-        times = 20
+        times = 30
         self.sh("echo %d > %s/times; echo 5 > %s/probability" % (times, FAIL, FAIL))
         try:
             self.set_target(self.ram - self.rng.randint(128, MAX_BALLOON_MB) * MB)
             self.settle(timeout=900)
         finally:
-            left = int(self.sh("echo 0 > %s/probability; cat %s/times" % (FAIL, FAIL)).split()[-1])
+            left = self.sh_int("echo 0 > %s/probability; cat %s/times" % (FAIL, FAIL))
             self.sh("echo 0 > %s/times" % FAIL)
         injected = times - left
         if injected == 0:
@@ -481,7 +493,11 @@ class Stress:
         v1 = self.vmstat()
         deflated = v1["balloon_deflate"] - v0["balloon_deflate"]
         if deflated > 0:
-            self.count(self.faults, "oom_deflate")
+            # Each OOM the notifier resolved deflated OOM_NR_PAGES (256,
+            # the driver's VIRTIO_BALLOON_OOM_NR_PAGES): the target did not
+            # change during the storm, so nothing else deflated.
+            self.count(self.faults, "oom_deflate", -(-deflated // OOM_NR_PAGES))
+            self.count(self.faults, "oom_storms_deflated")
             self.count(self.iterations, "oom_deflated_pages", deflated)
         else:
             self.count(self.fault_premise, "oom_deflate")
@@ -669,6 +685,7 @@ def summarize(st, elapsed, counters):
     it["offline_online"] = c.get("offline", {}).get("attempts", 0)
     it["offline_ok"] = c.get("offline", {}).get("offlined", 0)
     it["integrity_rounds"] = c.get("integrity", {}).get("rounds", 0)
+    it["integrity_no_room"] = c.get("integrity", {}).get("no_room", 0)
     it["migrate_pages"] = c.get("integrity", {}).get("migrate_pages", 0) + \
         c.get("exec", {}).get("migrate_pages", 0)
     it["move_pages"] = c.get("integrity", {}).get("move_pages", 0) + \
@@ -686,19 +703,24 @@ def summarize(st, elapsed, counters):
 REQUIRED_ITERATIONS = ("qmp_targets", "qmp_refused", "compact_memory", "proactive_compaction",
                        "cma_alloc", "offline_online", "integrity_rounds", "migrate_pages",
                        "move_pages", "thp_rounds", "exec")
-REQUIRED_FAULTS = ("device_del", "pm_freeze", "fail_page_alloc_windows", "oom_deflate")
+# Faults that happen many times a round count as activities (at least
+# --min-iterations): injected allocation failures and OOMs resolved by
+# deflation. Device removal and PM freeze, two a round each, need
+# --min-faults.
+REQUIRED_FAULT_ITERATIONS = ("fail_page_alloc", "oom_deflate")
+REQUIRED_FAULTS = ("device_del", "pm_freeze")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kernel", default="patched",
                     help="patched (build/linux, series), stock (the base) or a bzImage path")
-    ap.add_argument("--duration", type=int, default=int(os.environ.get("DURATION", 600)))
+    ap.add_argument("--duration", type=int, default=int(os.environ.get("DURATION", 900)))
     ap.add_argument("--min-iterations", type=int, default=100)
     ap.add_argument("--min-faults", type=int, default=10)
     ap.add_argument("--max-rounds", type=int, default=100000,
                     help="bound on every guest loop's iterations")
-    ap.add_argument("--qmp-per-round", type=int, default=10)
+    ap.add_argument("--qmp-per-round", type=int, default=20)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--offline-with-compaction", action="store_true",
                     help="let memory offlining overlap the suite's own compaction passes "
@@ -770,9 +792,10 @@ def main():
         low = [k for k in REQUIRED_ITERATIONS if res["iterations"].get(k, 0) < args.min_iterations]
         lowf = [k for k in REQUIRED_FAULTS if res["faults"].get(k, 0) < args.min_faults
                 and not (args.kmemleak and k == "device_del")]
+        low += [k for k in REQUIRED_FAULT_ITERATIONS if res["faults"].get(k, 0) < args.min_iterations]
         if low:
             problems.append("below %d iterations: %s" % (args.min_iterations, ", ".join(
-                "%s %d" % (k, res["iterations"].get(k, 0)) for k in low)))
+                "%s %d" % (k, res["iterations"].get(k, res["faults"].get(k, 0))) for k in low)))
         if lowf:
             problems.append("below %d faults: %s" % (args.min_faults, ", ".join(
                 "%s %d" % (k, res["faults"].get(k, 0)) for k in lowf)))
