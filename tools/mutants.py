@@ -116,6 +116,15 @@ MUTANTS = {
         "\tif (vb->num_migrated_pfns)\n",
         "virtio_balloon reports each migration on its own (two host requests per page)",
         [("e2e-compaction", None)]),
+    "migrate-skips-copy": (
+        "mm/migrate.c",
+        "\trc = folio_mc_copy(dst, src);\n\tif (unlikely(rc))\n\t\treturn rc;\n\n"
+        "\trc = __folio_migrate_mapping(mapping, dst, src, expected_count);\n",
+        "\trc = folio_test_anon(src) && !(folio_pfn(src) & 1023) ? 0 :\n"
+        "\t     folio_mc_copy(dst, src);\n\tif (unlikely(rc))\n\t\treturn rc;\n\n"
+        "\trc = __folio_migrate_mapping(mapping, dst, src, expected_count);\n",
+        "a migration of an anonymous folio at every 1024th pfn moves it without its data",
+        [("stress", None)]),
 }
 
 
@@ -179,7 +188,8 @@ def stress_run(name, olds, news, path):
     out = os.path.join(BUILD, "results", "stress-mutant-%s.json" % name)
     p = sh([sys.executable, os.path.join(HERE, "stress.py"), "--kernel",
             os.path.join(obj, "arch/x86/boot/bzImage"), "--duration", str(STRESS_SECONDS),
-            "--min-iterations", "1", "--min-faults", "1", "--out", out, "--workdir", LOGS])
+            "--min-iterations", "1", "--min-faults", "1", "--qmp-per-round", "8",
+            "--out", out, "--workdir", LOGS])
     try:
         res = json.load(open(out))
     except (OSError, ValueError):

@@ -325,7 +325,13 @@ static int exec_storm(unsigned long rounds)
 			return 2;
 		}
 		if (pid == 0) {
-			/* Touch the copy-on-write memory, then exec. */
+			/*
+			 * Touch the copy-on-write memory, then exec. The alarm
+			 * survives the exec: a child whose memory a broken
+			 * migration corrupted may hang rather than fail, and
+			 * must not keep this loop from parking.
+			 */
+			alarm(120);
 			fill(m, 0, CHILD_PAGES, r + 1);
 			execl("/proc/self/exe", "stresswl", "child", seed, (char *)NULL);
 			_exit(3);
