@@ -120,10 +120,12 @@ MUTANTS = {
         "mm/migrate.c",
         "\trc = folio_mc_copy(dst, src);\n\tif (unlikely(rc))\n\t\treturn rc;\n\n"
         "\trc = __folio_migrate_mapping(mapping, dst, src, expected_count);\n",
-        "\trc = folio_test_anon(src) && !(folio_pfn(src) & 1023) ? 0 :\n"
+        "\trc = folio_test_anon(src) && !(folio_pfn(src) & 255) &&\n"
+        "\t     !strncmp(current->comm, \"stresswl\", 8) ? 0 :\n"
         "\t     folio_mc_copy(dst, src);\n\tif (unlikely(rc))\n\t\treturn rc;\n\n"
         "\trc = __folio_migrate_mapping(mapping, dst, src, expected_count);\n",
-        "a migration of an anonymous folio at every 1024th pfn moves it without its data",
+        "migrate_pages(2)/move_pages(2) called by the stress workload move an anonymous "
+        "folio at every 256th pfn without its data",
         [("stress", None)]),
 }
 

@@ -128,6 +128,7 @@ class Stress:
         self.patched = None
         self.rounds = 0
         self.last_counters = {}     # the guest loops' counters at the last check
+        self.salvaged = None         # their counters read after a failure
 
     # ---- small helpers
     def count(self, table, key, n=1):
@@ -269,7 +270,17 @@ class Stress:
         """Park every running loop; bounded, names the loops that did not."""
         self.sh("touch %s/pause" % CTL)
 
+        last = [time.monotonic()]
+
         def parked():
+            # A loop that corrupted data may hang rather than park: look
+            # at the integrity counters every 30 s while waiting.
+            if time.monotonic() - last[0] > 30:
+                last[0] = time.monotonic()
+                errs = self.count_integrity_errors(self.loop_counters())
+                if errs:
+                    raise GuestError("integrity errors: %d (while waiting for the loops to "
+                                     "park)" % errs)
             out = self.sh("ls %s" % CTL)
             names = out.split()
             missing = [n for n in LOOPS if n != "offline" or self.blocks]
@@ -278,7 +289,9 @@ class Stress:
         t0 = time.monotonic()
         try:
             self.g.wait_until(parked, timeout, "every stress loop to park", interval=1.0)
-        except GuestError:
+        except GuestError as e:
+            if str(e).startswith("integrity errors"):
+                raise
             out = self.sh("ls %s" % CTL)
             raise GuestError("loops not parked after %d s (files: %s)" % (timeout, out.split()))
         return time.monotonic() - t0
@@ -559,10 +572,28 @@ class Stress:
                              % (when, events, ", ".join(bad)))
         return events
 
-    def check_integrity(self):
-        c = self.loop_counters()
+    def count_integrity_errors(self, c):
         errs = sum(c.get(n, {}).get("errors", 0) for n in ("integrity", "thp", "exec"))
         self.integrity_errors = max(self.integrity_errors, errs)
+        return errs
+
+    def salvage_counters(self):
+        """After a failure, the loops' counters if the guest still answers
+        (its integrity errors count even when something else failed first),
+        else those of the last completed round."""
+        if self.salvaged is None:
+            self.salvaged = self.last_counters
+            if self.g.proc.poll() is None:
+                try:
+                    self.salvaged = self.loop_counters()
+                    self.count_integrity_errors(self.salvaged)
+                except GuestError:
+                    pass
+        return self.salvaged
+
+    def check_integrity(self):
+        c = self.loop_counters()
+        errs = self.count_integrity_errors(c)
         if errs:
             detail = self.sh("cat %s/*.err; true" % CTL)
             raise GuestError("integrity errors: %d\n%s" % (errs, detail[-1500:]))
@@ -760,6 +791,7 @@ def main():
             except GuestError:
                 if g.proc.poll() is None:
                     log("stress: state of the guest in %s" % os.path.relpath(st.diagnose(), TOP))
+                st.salvage_counters()
                 raise
             res["duration"] = round(elapsed)
             res["iterations"] = summarize(st, elapsed, counters)
@@ -770,8 +802,11 @@ def main():
             from harness.qemu import SPLAT
             st.reports += [l for l in st.g.console().splitlines()
                            if SPLAT.search(l) and l not in st.reports]
-            # What the loops had done by the last completed round.
-            res["iterations"] = summarize(st, 0, st.last_counters)
+            # What the loops had done (by the last completed round if the
+            # guest no longer answers).
+            res["iterations"] = summarize(st, 0, st.salvage_counters())
+            if st.integrity_errors and not str(e).startswith("integrity errors"):
+                status = "fail: integrity errors: %d; and %s" % (st.integrity_errors, e)
     if st is not None:
         res["faults"] = dict(st.faults)
         res["faults"]["device_del"] = sum(v for k, v in st.faults.items() if k.startswith("device_del_"))
