@@ -127,6 +127,14 @@ MUTANTS = {
         "migrate_pages(2)/move_pages(2) called by the stress workload move an anonymous "
         "folio at every 256th pfn without its data",
         [("stress", None)]),
+    "leak-on-inflate": (
+        CORE,
+        "\t__count_vm_event(BALLOON_INFLATE);\n",
+        "\tif (!(page_to_pfn(page) & 1023))\n\t\tkmalloc(64, GFP_ATOMIC);\n"
+        "\t__count_vm_event(BALLOON_INFLATE);\n",
+        "an inflation leaks a small allocation for every 1024th pfn it enqueues (the "
+        "canary for make stress --kmemleak: its scan must report it)",
+        [("stress-kmemleak", None)]),
 }
 
 
@@ -166,11 +174,13 @@ def kunit_cases(image, workdir, name):
 
 
 STRESS_SECONDS = 150
+STRESS_TESTS = ("stress", "stress-kmemleak")
 
 
-def stress_run(name, olds, news, path):
+def stress_run(name, olds, news, path, kmemleak=False):
     """The short form of make stress (tools/stress.py) on the mutant built
-    as the debug kernel (test + debug config: fault injection, kmemleak)."""
+    as the debug kernel (test + debug config: fault injection, kmemleak),
+    with --kmemleak if asked."""
     f = os.path.join(SRC, path)
     text = open(f).read()
     for o, n in zip(olds, news):
@@ -191,7 +201,7 @@ def stress_run(name, olds, news, path):
     p = sh([sys.executable, os.path.join(HERE, "stress.py"), "--kernel",
             os.path.join(obj, "arch/x86/boot/bzImage"), "--duration", str(STRESS_SECONDS),
             "--min-iterations", "1", "--min-faults", "1", "--qmp-per-round", "8",
-            "--out", out, "--workdir", LOGS])
+            "--out", out, "--workdir", LOGS] + (["--kmemleak"] if kmemleak else []))
     try:
         res = json.load(open(out))
     except (OSError, ValueError):
@@ -216,8 +226,10 @@ def run_one(name):
     open(log, "w").close()
     t0 = time.monotonic()
     try:
-        kbuild.configure(SRC, OBJ, ["test"], log=log)
-        kbuild.make(SRC, OBJ, "bzImage", log=log)
+        # The stress steps build their own (debug) kernel.
+        if any(test not in STRESS_TESTS for test, _ in tests):
+            kbuild.configure(SRC, OBJ, ["test"], log=log)
+            kbuild.make(SRC, OBJ, "bzImage", log=log)
     except kbuild.BuildError as e:
         return {"mutant": name, "status": "error", "detail": "build failed: %s" % e}
     finally:
@@ -225,8 +237,8 @@ def run_one(name):
     image = os.path.join(OBJ, "arch/x86/boot/bzImage")
     runs, caught = [], True
     for test, case in tests:
-        if test == "stress":
-            verdict = stress_run(name, olds, news, path)
+        if test in STRESS_TESTS:
+            verdict = stress_run(name, olds, news, path, kmemleak=test == "stress-kmemleak")
             hit = verdict.startswith("fail")
             runs.append({"test": test, "verdict": verdict, "caught": hit})
         elif test == "kunit":
