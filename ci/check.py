@@ -685,6 +685,75 @@ def t_mbox_roundtrip(log):
             % (len(msgs), n, change_id, count))
 
 
+def t_mbox_range_diff(log):
+    """make mbox when the version changes: in a scratch clone of this
+    repository (its HEAD) with its own build/linux, the last patch's
+    changelog gets one more line (exported with make patches) and a
+    cover/v<N+1>.txt is committed with it, as a submitter does for a new
+    version; tools/mbox.py must then write a v<N+1> mbox whose cover
+    letter keeps the change-id, and range-diff-v<N+1>.txt in which every
+    patch pairs with its previous version, all unchanged but the last,
+    whose changed line shows."""
+    need_tree()
+    top = os.path.join(BUILD, "check", "range-diff", "repo")
+    shutil.rmtree(os.path.dirname(top), ignore_errors=True)
+    os.makedirs(os.path.dirname(top))
+    sh(["git", "clone", "-q", TOP, top], log=log)
+    sh(["make", "-s", "tree"], cwd=top, log=log)
+    linux = os.path.join(top, "build", "linux")
+    marker = "Range-diff check: a line added for version two."
+    body = git("log", "-1", "--format=%B", cwd=linux)
+    head, sep, tail = body.partition("\nSigned-off-by:")
+    if not sep:
+        raise Fail("the last patch has no Signed-off-by: line")
+    env = dict(os.environ, GIT_AUTHOR_NAME="Balloon Series", GIT_AUTHOR_EMAIL="balloon-series@localhost.invalid",
+               GIT_COMMITTER_NAME="Balloon Series", GIT_COMMITTER_EMAIL="balloon-series@localhost.invalid")
+    subprocess.run(["git", "commit", "-q", "--amend", "-m", head.rstrip() + "\n\n" + marker + "\n" + sep + tail],
+                   cwd=linux, env=env, check=True)
+    sh(["make", "-s", "patches"], cwd=top, log=log)
+    changed = git("status", "--porcelain", cwd=top).splitlines()
+    files = series_files()
+    if [c.split(None, 1)[-1] for c in changed] != ["patches/" + files[-1]]:
+        raise Fail("make patches after amending the last patch changed %r, expected only %s"
+                   % (changed, files[-1]))
+    covers = sorted(int(m.group(1)) for f in os.listdir(os.path.join(top, "cover"))
+                    for m in [re.match(r"v(\d+)\.txt$", f)] if m)
+    old, new = covers[-1], covers[-1] + 1
+    text = open(os.path.join(top, "cover", "v%d.txt" % old)).read()
+    with open(os.path.join(top, "cover", "v%d.txt" % new), "w") as fh:
+        fh.write(text.rstrip("\n") + "\n\nChanges in v%d:\n- Patch %d: one changelog line more.\n"
+                 % (new, len(files)))
+    sh(["git", "add", "-A"], cwd=top, log=log)
+    subprocess.run(["git", "commit", "-q", "-m", "cover: v%d" % new], cwd=top, env=env, check=True)
+    out = os.path.join(top, "build", "results")
+    sh([sys.executable, os.path.join(top, "tools", "mbox.py"), "--out", out], cwd=top, log=log)
+    problems = []
+    cover = open(os.path.join(out, "cover-letter-v%d.txt" % new)).read()
+    n = len(files)
+    if "[PATCH RFC v%d 00/%d]" % (new, n) not in " ".join(cover.split()):
+        problems.append("the cover letter's subject is not [PATCH RFC v%d 00/%d]" % (new, n))
+    change_id = open(os.path.join(TOP, "cover", "change-id")).read().strip()
+    if "change-id: %s" % change_id not in cover:
+        problems.append("the cover letter lost change-id %s" % change_id)
+    rd = os.path.join(out, "range-diff-v%d.txt" % new)
+    if not os.path.exists(rd):
+        raise Fail("; ".join(["tools/mbox.py wrote no range-diff-v%d.txt" % new] + problems))
+    rdt = open(rd).read()
+    log.write(rdt)
+    pairs = re.findall(r"^\s*(\d+):\s+[0-9a-f]+ ([=!<>]) +(\d+):", rdt, re.M)
+    want = [(str(i), "=", str(i)) for i in range(1, n)] + [(str(n), "!", str(n))]
+    if pairs != want:
+        problems.append("range-diff pairs %r, expected %d unchanged and the last changed"
+                        % (pairs, n - 1))
+    if not re.search(r"^\s*\+\s+" + re.escape(marker), rdt, re.M):
+        problems.append("the range-diff does not show the added line")
+    if problems:
+        raise Fail("\n".join(problems))
+    return ("v%d from a clone with cover/v%d.txt and patch %d amended: cover RFC v%d, change-id kept; "
+            "range-diff-v%d.txt pairs %d patches, %d unchanged, patch %d changed with its added line"
+            % (new, new, n, new, new, n, n - 1, n))
+
+
 def t_quilt(log):
     """The series as a quilt stack: with QUILT_PATCHES and QUILT_SERIES
     pointing at a copy of patches/ and series, `quilt push -a` on the base
@@ -1120,6 +1189,7 @@ FULL_TESTS = [
     ("clang-w1", t_clang),
     ("i386-w1", t_i386),
     ("allmodconfig-w1", t_allmod),
+    ("mbox-range-diff", t_mbox_range_diff),
 ]
 
 
