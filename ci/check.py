@@ -38,6 +38,13 @@ RESULTS = os.path.join(BUILD, "results")
 LOGS = os.path.join(RESULTS, "logs")
 IDENTITY = "Balloon Series <balloon-series@localhost.invalid>"
 
+
+def identity_env(**extra):
+    """The environment with git's author and committer set to IDENTITY."""
+    name, email = IDENTITY[:-1].split(" <")
+    return dict(os.environ, GIT_AUTHOR_NAME=name, GIT_AUTHOR_EMAIL=email,
+                GIT_COMMITTER_NAME=name, GIT_COMMITTER_EMAIL=email, **extra)
+
 # Files the series is about: always analysed, whether or not a patch
 # touches them yet, so that the pipeline is exercised from the first patch.
 CORE_C = ["mm/balloon_compaction.c", "mm/compaction.c", "mm/migrate.c",
@@ -479,9 +486,7 @@ def t_bisect_helper(log):
                                        stdout=subprocess.PIPE, text=True).stdout), None)
     if k is None:
         raise Fail("no commit of the series has the text mutant %s changes" % BISECT_MUTANT)
-    env = dict(os.environ, GIT_AUTHOR_NAME="Balloon Series", GIT_COMMITTER_NAME="Balloon Series",
-               GIT_AUTHOR_EMAIL="balloon-series@localhost.invalid",
-               GIT_COMMITTER_EMAIL="balloon-series@localhost.invalid")
+    env = identity_env()
 
     def g(*args, check=True):
         p = subprocess.run(["git"] + list(args), cwd=SRC, env=env, stdout=subprocess.PIPE,
@@ -660,8 +665,7 @@ def t_mbox_roundtrip(log):
         raise Fail("b4 am failed (%d):\n%s" % (p.returncode, p.stdout[-1500:]))
     if "Total patches: %d" % n not in p.stdout:
         problems.append("b4 am did not find %d patches" % n)
-    env = dict(os.environ, GIT_COMMITTER_NAME="Balloon Series",
-               GIT_COMMITTER_EMAIL="balloon-series@localhost.invalid")
+    env = identity_env()
     try:
         sh(["git", "checkout", "-q", "-f", "-B", "mbox-roundtrip", "base"], cwd=SRC, log=log)
         p = subprocess.run(["git", "am", "-q", os.path.join(am, mbx[0])], cwd=SRC, env=env,
@@ -706,8 +710,7 @@ def t_mbox_range_diff(log):
     head, sep, tail = body.partition("\nSigned-off-by:")
     if not sep:
         raise Fail("the last patch has no Signed-off-by: line")
-    env = dict(os.environ, GIT_AUTHOR_NAME="Balloon Series", GIT_AUTHOR_EMAIL="balloon-series@localhost.invalid",
-               GIT_COMMITTER_NAME="Balloon Series", GIT_COMMITTER_EMAIL="balloon-series@localhost.invalid")
+    env = identity_env()
     subprocess.run(["git", "commit", "-q", "--amend", "-m", head.rstrip() + "\n\n" + marker + "\n" + sep + tail],
                    cwd=linux, env=env, check=True)
     sh(["make", "-s", "patches"], cwd=top, log=log)
@@ -716,9 +719,9 @@ def t_mbox_range_diff(log):
     if [c.split(None, 1)[-1] for c in changed] != ["patches/" + files[-1]]:
         raise Fail("make patches after amending the last patch changed %r, expected only %s"
                    % (changed, files[-1]))
-    covers = sorted(int(m.group(1)) for f in os.listdir(os.path.join(top, "cover"))
-                    for m in [re.match(r"v(\d+)\.txt$", f)] if m)
-    old, new = covers[-1], covers[-1] + 1
+    import mbox
+    old = mbox.versions()[-1]  # the clone's cover/ is this repository's
+    new = old + 1
     text = open(os.path.join(top, "cover", "v%d.txt" % old)).read()
     with open(os.path.join(top, "cover", "v%d.txt" % new), "w") as fh:
         fh.write(text.rstrip("\n") + "\n\nChanges in v%d:\n- Patch %d: one changelog line more.\n"
@@ -769,9 +772,8 @@ def t_quilt(log):
     for f in files:
         shutil.copy(os.path.join(TOP, "patches", f), qdir)
     shutil.copy(os.path.join(TOP, "series"), qdir)
-    env = dict(os.environ, QUILT_PATCHES=qdir, QUILT_SERIES=os.path.join(qdir, "series"),
-               QUILT_PC=".pc", QUILTRC="/dev/null",
-               GIT_COMMITTER_NAME="Balloon Series", GIT_COMMITTER_EMAIL="balloon-series@localhost.invalid")
+    env = identity_env(QUILT_PATCHES=qdir, QUILT_SERIES=os.path.join(qdir, "series"),
+                       QUILT_PC=".pc", QUILTRC="/dev/null")
 
     def q(*args):
         p = subprocess.run(["quilt"] + list(args), cwd=SRC, env=env, stdout=subprocess.PIPE,
