@@ -410,26 +410,31 @@ def render(res):
 
 MODE_METRICS = ("thp_ratio_0pass", "thp_ratio_1pass", "host_thp_retained", "host_thp_retained_1pass",
                 "balloon_migrations", "balloon_outside_full_blocks", "inflate_seconds",
-                "inflate_pass_seconds", "inflate_pgmigrate_success", "inflate_compact_stall")
+                "inflate_pass_seconds", "inflate_pgmigrate_success", "inflate_compact_stall",
+                "host_notifications_compaction", "host_notifications_per_migration",
+                "host_notifications_inflate")
 
 
-def run_modes(names, reps, images, workdir, res):
+def run_modes(names, reps, images, workdir, res, modes=(0, 1, 2)):
     """The patched kernel with each pageblock_inflate value, side by side."""
-    res["command"] += " --modes"
-    md = ["# pageblock_inflate 0 / 1 / 2 on the series (median of %d runs; min-max)" % reps, ""]
+    res["command"] += " --modes %s" % ",".join(map(str, modes))
+    md = ["# pageblock_inflate %s on the series (median of %d runs; min-max)"
+          % (" / ".join(map(str, modes)), reps), ""]
     for name in names:
         by = {}
-        for mode in (0, 1, 2):
+        for mode in modes:
             runs = []
             for rep in range(reps):
                 log("bench: %s, pageblock_inflate=%d, run %d/%d ..." % (name, mode, rep + 1, reps))
                 runs.append(run_one(name, "patched", images["patched"], workdir, rep, mode))
             by["mode%d" % mode] = summarize(runs)
+            by["runs_mode%d" % mode] = runs
         res["scenarios"][name] = by
-        md += ["## " + name, "", "| metric | mode 0 | mode 1 | mode 2 |", "|---|---|---|---|"]
+        md += ["## " + name, "", "| metric | %s |" % " | ".join("mode %d" % m for m in modes),
+               "|---|%s" % ("---|" * len(modes))]
         for m in MODE_METRICS:
             cells = []
-            for mode in (0, 1, 2):
+            for mode in modes:
                 s = by["mode%d" % mode]
                 cells.append("%s (%s-%s)" % (fmt(s.get(m)), fmt(s.get(m + "_min")), fmt(s.get(m + "_max"))))
             md.append("| %s | %s |" % (m, " | ".join(cells)))
@@ -448,9 +453,10 @@ def main():
                     help="runs per kernel and scenario; the table shows the median (default 5)")
     ap.add_argument("--scenarios", default=",".join(SCENARIOS),
                     help="comma-separated, from: " + ", ".join(SCENARIOS))
-    ap.add_argument("--modes", action="store_true",
-                    help="only the patched kernel, once per pageblock_inflate value (0, 1, 2); "
-                         "writes bench-modes.json and bench-modes.md")
+    ap.add_argument("--modes", nargs="?", const="0,1,2", default=None, metavar="LIST",
+                    help="only the patched kernel, once per pageblock_inflate value (default "
+                         "0,1,2; e.g. --modes 2 for the default only); writes bench-modes.json "
+                         "and bench-modes.md")
     ap.add_argument("--render", action="store_true",
                     help="only write bench.md again from build/results/bench.json")
     args = ap.parse_args()
@@ -477,8 +483,14 @@ def main():
            "series": kbuild.series_files(),
            "command": "tools/bench.py --reps %d --scenarios %s" % (args.reps, ",".join(names)),
            "scenarios": {}}
-    if args.modes:
-        return run_modes(names, args.reps, images, workdir, res)
+    if args.modes is not None:
+        try:
+            modes = [int(m) for m in args.modes.split(",")]
+        except ValueError:
+            modes = []
+        if not modes or any(m not in (0, 1, 2) for m in modes):
+            sys.exit("bench: --modes takes a comma-separated list of 0, 1, 2, not %r" % args.modes)
+        return run_modes(names, args.reps, images, workdir, res, modes)
     for name in names:
         runs = {k: [] for k in KERNELS}
         for rep in range(args.reps):
