@@ -471,12 +471,12 @@ def t_kunit_tool(log):
         total.group(1) if total else "?")
 
 
-BISECT_MUTANT = "block-pfn-order"
+BISECT_MUTANT = "done-isolated-count"
 
 
 def t_bisect_helper(log):
     """tools/bisect-run under `git bisect run` names the broken patch: a copy
-    of the series with one mutant (tools/mutants.py, block-pfn-order) put
+    of the series with one mutant (tools/mutants.py, done-isolated-count) put
     into the patch that adds the code is bisected between the base and its
     tip with `kunit:balloon_compaction`; the first bad commit must be that
     patch, with at least one good and one bad verdict on the way."""

@@ -133,10 +133,11 @@ def _full_balloon_blocks(pb):
 def pageblock_inflate(image, workdir):
     """With default settings a balloon inflated into fragmented memory takes
     whole pageblocks (the switch defaults to 2 and refuses 3), finding them
-    by compaction when too few are free; one compact_memory pass then moves
-    no page out of a pageblock that is entirely balloon (at most the pages
-    outside such blocks migrate) and leaves at least 0.95 of free memory in
-    2 MiB blocks."""
+    by compaction when too few are free, and a further request of less
+    than a block (375 pages) in aligned runs, in at most 7 pageblocks,
+    rather than as scattered pages; one compact_memory pass then moves no page out of a pageblock that is
+    entirely balloon (at most the pages outside such blocks migrate) and
+    leaves at least 0.95 of free memory in 2 MiB blocks."""
     mem_mb, balloon_mb = 512, 160
     pages = balloon_mb * PAGES_PER_MB
     with scenario.guest(image, _log(workdir, "pageblock-inflate"), workdir, mem_mb=mem_mb) as g:
@@ -164,6 +165,10 @@ def pageblock_inflate(image, workdir):
             raise GuestError("only %d of %d balloon pages lie in pageblocks that are entirely "
                              "balloon (%d blocks; %d were free before inflating)"
                              % (in_full, pages, len(full1), pb0["free"]))
+        # Less than a block more, still in fragmented memory: aligned runs.
+        tail_blocks = _tail_blocks(g, pb1, (mem_mb - balloon_mb) * MB,
+                                   g.vmstat()["balloon_inflate"])
+        pb1 = scenario.pbmap(g, verbose=True)
         scenario.release_fragmenter(g)
         s1 = scenario.snapshot(g)
         scenario.compact(g)
@@ -186,9 +191,36 @@ def pageblock_inflate(image, workdir):
         _check_balloon_kb(g, held, "after compaction")
         scenario.assert_clean(g)
     return ("pageblock_inflate 2 by default, 3 refused; %d free pageblocks before inflating, "
-            "%d all-balloon after (%d of %d pages); one pass: balloon_migrate +%d (<= %d outside), "
-            "thp_ratio %.3f; fragmenter freed %d" % (pb0["free"], len(full1), in_full, pages, mig,
-                                                     outside, s2["thp_ratio"], fr["freed"]))
+            "%d all-balloon after (%d of %d pages); %d pages more landed in %d pageblocks (<= %d); "
+            "one pass: balloon_migrate +%d (<= %d outside), thp_ratio %.3f; fragmenter freed %d"
+            % (pb0["free"], len(full1), in_full, pages, TAIL_PAGES, tail_blocks,
+               bin(TAIL_PAGES).count("1"), mig, outside, s2["thp_ratio"], fr["freed"]))
+
+
+# A request of less than a pageblock for e2e-pageblock-inflate: 256 + 64 +
+# 32 + 16 + 4 + 2 + 1 pages, so at most 7 aligned runs, each inside one
+# pageblock; scattered 4 KiB pages in fragmented memory land in many more.
+TAIL_PAGES = 375
+
+
+def _tail_blocks(g, pb_before, target_bytes, inflated):
+    """Inflate TAIL_PAGES beyond target_bytes' balloon and return how many
+    pageblocks they landed in; fail if more than the runs the count
+    decomposes into."""
+    runs = bin(TAIL_PAGES).count("1")
+    scenario.inflate_to(g, target_bytes - TAIL_PAGES * scenario.PAGE, TAIL_PAGES, inflated)
+    pb = scenario.pbmap(g, verbose=True)
+    before = {b[0]: b[2] for b in pb_before["blocks_detail"]}
+    grew = {b[0]: b[2] - before.get(b[0], 0) for b in pb["blocks_detail"]
+            if b[2] > before.get(b[0], 0)}
+    if sum(grew.values()) != TAIL_PAGES:
+        raise GuestError("premise: pbmap shows %d more balloon pages after inflating %d more "
+                         "(did balloon pages migrate meanwhile?)" % (sum(grew.values()), TAIL_PAGES))
+    if len(grew) > runs:
+        raise GuestError("%d more balloon pages landed in %d pageblocks; as aligned runs they "
+                         "take at most %d (first pfns: %s)"
+                         % (TAIL_PAGES, len(grew), runs, sorted(grew)[:8]))
+    return len(grew)
 
 
 def _cma_area(g):

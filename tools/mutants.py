@@ -95,8 +95,8 @@ MUTANTS = {
         CORE,
         "\t\tlist_add_tail(&page[i].lru, pages);\n",
         "\t\tlist_add(&page[i].lru, pages);\n",
-        "a block's pages reach the list highest PFN first",
-        [("kunit", "balloon_test_alloc_block")]),
+        "a block's (or a run's) pages reach the list highest PFN first",
+        [("kunit", "balloon_test_alloc_block"), ("kunit", "balloon_test_alloc_aligned")]),
     "batch-done-missing": (
         "mm/migrate.c",
         "\tif (done_mops)\n\t\tdone_mops->batch_done();\n\n\treturn rc;\n",
@@ -110,6 +110,12 @@ MUTANTS = {
         "\t\tballoon_page_moved(b_dev_info, page, newpage);\n",
         "a reported migration stays counted in isolated_pages",
         [("kunit", "balloon_test_migrate_pending")]),
+    "tail-scattered": (
+        "drivers/virtio/virtio_balloon.c",
+        "\t    num >= 2 * VIRTIO_BALLOON_PAGES_PER_PAGE) {\n",
+        "\t    num >= block_pfns) {\n",
+        "virtio_balloon takes the rest of a request below a pageblock as scattered 4 KiB pages",
+        [("e2e-pageblock-inflate", None)]),
     "virtio-unbatched": (
         "drivers/virtio/virtio_balloon.c",
         "\tif (vb->num_migrated_pfns == ARRAY_SIZE(vb->migrated_new_pfns))\n",
