@@ -68,7 +68,7 @@ def one_run(image, name, args, n):
         res["balloon_pages"] = st.balloon_events()
         st.sh("rm -f /tmp/stressgo; mkfifo /tmp/stressgo; "
               "LOOPS='%s' SERIAL_OFFLINE=0 stress.sh %s %d 100000 %s %d %s "
-              "</tmp/stressgo >%s/log 2>&1 & exec 5>/tmp/stressgo"
+              ">%s/log 2>&1 </tmp/stressgo & exec 5>/tmp/stressgo"
               % (args.loops, stress.CTL, args.seconds, st.cma_dir.rstrip("/"), st.cma_count,
                  " ".join(map(str, st.blocks)), stress.CTL))
         t0 = time.monotonic()

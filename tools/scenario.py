@@ -139,8 +139,11 @@ def offline_block(g, n, timeout=600):
 def start_fragmenter(g, mib, pattern, timeout=900):
     """Run `fragment MIB PATTERN` in the background of the guest shell; it
     holds its pages until release_fragmenter(). Returns its summary."""
+    # The child creates its output file before it opens the FIFO, and the
+    # shell's open of the FIFO for writing waits for that reader: the file
+    # exists when this command returns.
     g.run("rm -f /tmp/go /tmp/frag.out; mkfifo /tmp/go; "
-          "fragment %d %s </tmp/go >/tmp/frag.out 2>&1 & exec 3>/tmp/go" % (mib, pattern))
+          "fragment %d %s >/tmp/frag.out 2>&1 </tmp/go & exec 3>/tmp/go" % (mib, pattern))
 
     def ready():
         out = g.run("cat /tmp/frag.out")[1]
@@ -187,7 +190,7 @@ def timed_balloon(g, target_bytes, counter, expect_pages, base, timeout=900):
     # guest's init is that shell, and a child ending while it reads its
     # next command line would make it exit.
     g.run("rm -f /tmp/vmwait.out /tmp/vmw; mkfifo /tmp/vmw; "
-          "vmwait %s %d %d </tmp/vmw >/tmp/vmwait.out 2>&1 & echo $! >/tmp/vmw.pid; "
+          "vmwait %s %d %d >/tmp/vmwait.out 2>&1 </tmp/vmw & echo $! >/tmp/vmw.pid; "
           "exec 4>/tmp/vmw" % (counter, expect_pages, timeout))
     g.wait_until(lambda: "vmwait: started" in g.read("/tmp/vmwait.out"), 30,
                  "vmwait to start")

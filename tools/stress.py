@@ -251,7 +251,7 @@ class Stress:
     # ---- guest loops
     def start_loops(self):
         self.sh("rm -f /tmp/stressgo; mkfifo /tmp/stressgo; "
-                "SERIAL_OFFLINE=%d stress.sh %s %d %d %s %d %s </tmp/stressgo >%s/log 2>&1 & "
+                "SERIAL_OFFLINE=%d stress.sh %s %d %d %s %d %s >%s/log 2>&1 </tmp/stressgo & "
                 "exec 5>/tmp/stressgo"
                 % (0 if self.args.offline_with_compaction else 1, CTL, self.args.duration + 600, self.args.max_rounds, self.cma_dir.rstrip("/"),
                    self.cma_count, " ".join(map(str, self.blocks)), CTL))

@@ -208,8 +208,10 @@ class Guest:
         self.reader.start()
         self.wait_for(r"HARNESS-READY", ready_timeout, "guest init reached its shell")
         self._qmp_connect()
-        # Make the shell's output easy to parse.
-        self.run("stty -echo 2>/dev/null; PS1=''; export PS1", timeout=30)
+        # Make the shell's output easy to parse: no echo, no prompt, and no
+        # job control, whose "[1]+ Done" notices would land in the output
+        # of whatever command runs when a background job ends.
+        self.run("stty -echo 2>/dev/null; PS1=''; export PS1; set +m", timeout=30)
         return self
 
     def _read(self):
@@ -293,7 +295,8 @@ class Guest:
 
     def vmstat(self):
         out = self.read("/proc/vmstat")
-        return {k: int(v) for k, v in (l.split() for l in out.splitlines() if len(l.split()) == 2)}
+        return {m.group(1): int(m.group(2)) for m in
+                re.finditer(r"^([a-z0-9_]+) (-?\d+)$", out, re.M)}
 
     def meminfo(self):
         out = self.read("/proc/meminfo")
