@@ -137,7 +137,9 @@ def pageblock_inflate(image, workdir):
     than a block (375 pages) in aligned runs, in at most 7 pageblocks,
     rather than as scattered pages; one compact_memory pass then moves no page out of a pageblock that is
     entirely balloon (at most the pages outside such blocks migrate) and
-    leaves at least 0.95 of free memory in 2 MiB blocks."""
+    leaves at least 0.95 of free memory in 2 MiB blocks. A deflation then
+    gives back the pages outside all-balloon blocks first
+    (_deflate_packed)."""
     mem_mb, balloon_mb = 512, 160
     pages = balloon_mb * PAGES_PER_MB
     with scenario.guest(image, _log(workdir, "pageblock-inflate"), workdir, mem_mb=mem_mb) as g:
@@ -189,12 +191,56 @@ def pageblock_inflate(image, workdir):
         held = (s2["vmstat"]["balloon_inflate"] - v0["balloon_inflate"]) - \
             (s2["vmstat"]["balloon_deflate"] - v0["balloon_deflate"])
         _check_balloon_kb(g, held, "after compaction")
+        packed = _deflate_packed(g, mem_mb, held)
         scenario.assert_clean(g)
     return ("pageblock_inflate 2 by default, 3 refused; %d free pageblocks before inflating, "
             "%d all-balloon after (%d of %d pages); %d pages more landed in %d pageblocks (<= %d); "
-            "one pass: balloon_migrate +%d (<= %d outside), thp_ratio %.3f; fragmenter freed %d"
+            "one pass: balloon_migrate +%d (<= %d outside), thp_ratio %.3f; fragmenter freed %d; %s"
             % (pb0["free"], len(full1), in_full, pages, TAIL_PAGES, tail_blocks,
-               bin(TAIL_PAGES).count("1"), mig, outside, s2["thp_ratio"], fr["freed"]))
+               bin(TAIL_PAGES).count("1"), mig, outside, s2["thp_ratio"], fr["freed"], packed))
+
+
+# Whole blocks that e2e-pageblock-inflate inflates after the loose pages.
+EXTRA_BLOCKS = 4
+
+
+def _deflate_packed(g, mem_mb, held):
+    """With `held` balloon pages in the guest, some of them outside
+    all-balloon pageblocks, inflate EXTRA_BLOCKS whole blocks more (enqueued
+    after the loose pages, so a last-in first-out deflation would give
+    them back first), then deflate exactly as many pages as lie outside
+    all-balloon blocks: those pages must be the ones that go, every
+    all-balloon block must stay, and a compaction pass afterwards must find
+    no balloon page to move."""
+    more = EXTRA_BLOCKS * PAGEBLOCK_PAGES
+    full0 = {b[0] for b in _full_balloon_blocks(scenario.pbmap(g, verbose=True))}
+    target = mem_mb * MB - (held + more) * scenario.PAGE
+    scenario.inflate_to(g, target, more, g.vmstat()["balloon_inflate"])
+    pb = scenario.pbmap(g, verbose=True)
+    full = {b[0] for b in _full_balloon_blocks(pb)}
+    loose = pb["balloon_pages"] - len(full) * PAGEBLOCK_PAGES
+    # Premise: new all-balloon blocks on top of loose pages.
+    if len(full - full0) < EXTRA_BLOCKS or loose <= 0:
+        raise GuestError("premise: after inflating %d pages more, %d new all-balloon pageblocks "
+                         "(expected %d) and %d balloon pages outside them (expected some)"
+                         % (more, len(full - full0), EXTRA_BLOCKS, loose))
+    d0 = g.vmstat()
+    scenario.deflate_to(g, target + loose * scenario.PAGE, loose, d0["balloon_deflate"])
+    pb2 = scenario.pbmap(g, verbose=True)
+    full2 = {b[0] for b in _full_balloon_blocks(pb2)}
+    left = pb2["balloon_pages"] - len(full2) * PAGEBLOCK_PAGES
+    s0 = scenario.snapshot(g)
+    scenario.compact(g)
+    mig = scenario.snapshot(g)["vmstat"]["balloon_migrate"] - s0["vmstat"]["balloon_migrate"]
+    if left or full - full2 or mig:
+        raise GuestError("deflating the %d balloon pages outside all-balloon pageblocks left %d "
+                         "outside them and took pages of %d of the %d all-balloon blocks (a "
+                         "last-in first-out deflation starts with the %d blocks inflated last); "
+                         "a compaction pass then migrated %d balloon pages (expected 0, 0, 0)"
+                         % (loose, left, len(full - full2), len(full), EXTRA_BLOCKS, mig))
+    _check_balloon_kb(g, held + more - loose, "after the packed deflation")
+    return ("%d whole blocks more, deflating the %d pages outside whole blocks kept all %d whole "
+            "blocks; a pass then migrated 0" % (EXTRA_BLOCKS, loose, len(full2)))
 
 
 # A request of less than a pageblock for e2e-pageblock-inflate: 256 + 64 +

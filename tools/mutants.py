@@ -55,10 +55,15 @@ MUTANTS = {
          ("stress", None)]),
     "dequeue-skips": (
         CORE,
-        "\t\tif (n_pages == n_req_pages)\n\t\t\tbreak;\n\n",
-        "\t\tif (n_pages == n_req_pages)\n\t\t\tbreak;\n\t\tif (PageLocked(page))\n"
-        "\t\t\tcontinue;\n\n",
-        "balloon_page_list_dequeue() skips a page it cannot lock (6.12's behaviour)",
+        ("\t\tif (whole) {\n",
+         "\twhile (n_pages < n_req_pages && !list_empty(&b_dev_info->pages)) {\n"
+         "\t\tpage = list_first_entry(&b_dev_info->pages, struct page, lru);\n"),
+        ("\t\tif (PageLocked(page))\n\t\t\tbreak;\n\t\tif (whole) {\n",
+         "\twhile (n_pages < n_req_pages && !list_empty(&b_dev_info->pages)) {\n"
+         "\t\tpage = list_first_entry(&b_dev_info->pages, struct page, lru);\n"
+         "\t\tif (PageLocked(page))\n\t\t\tbreak;\n"),
+        "balloon_page_list_dequeue() leaves a page it cannot lock in the balloon (6.12's "
+        "trylock behaviour)",
         [("kunit", "balloon_test_dequeue_waits_for_locked")]),
     "migrate-isolated-count": (
         CORE,
@@ -116,6 +121,12 @@ MUTANTS = {
         "\t    num >= block_pfns) {\n",
         "virtio_balloon takes the rest of a request below a pageblock as scattered 4 KiB pages",
         [("e2e-pageblock-inflate", None)]),
+    "deflate-lifo": (
+        CORE,
+        "\twhile (!b_dev_info->whole_blocks_only && n_pages < n_req_pages &&\n",
+        "\twhile (0 && !b_dev_info->whole_blocks_only && n_pages < n_req_pages &&\n",
+        "a deflation gives pages back last-in first-out, whole pageblocks included",
+        [("kunit", "balloon_test_dequeue_whole_blocks_last"), ("e2e-pageblock-inflate", None)]),
     "virtio-unbatched": (
         "drivers/virtio/virtio_balloon.c",
         "\tif (vb->num_migrated_pfns == ARRAY_SIZE(vb->migrated_new_pfns))\n",
