@@ -16,6 +16,7 @@ PAGE_KB = 4
 
 def run(image, console_log, inflate_mib=64, expect_version=None, mem_mb=GUEST_MB):
     qemu.detector_selftest()
+    qemu.marker_selftest()
     build = os.path.dirname(console_log)
     ird = initramfs.build(os.path.join(build, "initramfs-smoke.cpio"))
     res = {}

@@ -96,6 +96,26 @@ def detector_selftest():
         raise GuestError("expected-warning self-test failed: %r %r" % (rest, seen))
 
 
+def end_marker(tag):
+    """The pattern of a command's end marker as the console shows it: the
+    tag split by the exit status, then anything but another digit. Kernel
+    messages share the console and can land between the marker and its
+    newline ("HARNESS--0-END-102[  391.424452] Node 1 ..." in a stress run
+    whose migrations failed allocations), so a newline is not required."""
+    return r"%s-(\d+)-%s(?!\d)" % (re.escape(tag[:8]), re.escape(tag[8:]))
+
+
+def marker_selftest():
+    """Raise if end_marker() misses a marker that a kernel message cut off
+    from its newline, or takes command 10's marker for command 102's."""
+    rx = re.compile(end_marker("HARNESS-END-102"))
+    cut = "pgfree 4186421\nHARNESS--0-END-102[  391.424452] Node 1 Movable: 5*4kB (M)\n"
+    m = rx.search(cut)
+    if not m or m.group(1) != "0" or rx.search("HARNESS--0-END-1020\n") or \
+            re.compile(end_marker("HARNESS-END-10")).search("HARNESS--1-END-102\n"):
+        raise GuestError("end-marker self-test failed")
+
+
 class GuestError(Exception):
     """A condition the harness waited for was not met."""
 
@@ -282,8 +302,7 @@ class Guest:
         line = "%s; echo %s-$?-%s\n" % (command, tag[:8], tag[8:])
         self.proc.stdin.write(line.encode())
         self.proc.stdin.flush()
-        m = self.wait_for(r"%s-(\d+)-%s\n" % (re.escape(tag[:8]), re.escape(tag[8:])),
-                          timeout, "guest command to finish: %s" % command, start)
+        m = self.wait_for(end_marker(tag), timeout, "guest command to finish: %s" % command, start)
         out = self.buf[start:m.start()]
         status = int(m.group(1))
         if check and status != 0:
