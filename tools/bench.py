@@ -49,7 +49,7 @@ KERNELS = ("stock", "recipe", "patched")
 RECIPE_PCP_FRACTION = 100000
 PAGEBLOCK_PAGES = 512
 
-METRICS = ["thp_ratio_0pass", "thp_ratio_0pass_settled", "pcp_pages_0pass_settled", "thp_ratio_1pass", "thp_ratio_2pass", "thp_ratio_buddy_1pass",
+METRICS = ["thp_ratio_0pass", "thp_ratio_0pass_bound", "thp_ratio_0pass_settled", "pcp_pages_0pass_settled", "thp_ratio_1pass", "thp_ratio_2pass", "thp_ratio_buddy_1pass",
            "free_2m_blocks_1pass", "pcp_pages_0pass", "pcp_pages_1pass",
            "thp_user_fraction", "thpmap_seconds",
            "host_thp_retained", "host_thp_retained_1pass",
@@ -227,6 +227,13 @@ def run_one(name, kernel, image, workdir, rep=0, mode=None, settle=0):
             r["thp_ratio_%dpass" % n] = round(mem.thp_ratio(snap["orders"], pcp)[0], 3)
             r["thp_ratio_buddy_%dpass" % n] = round(snap["thp_ratio"], 3)
             r["free_2m_blocks_%dpass" % n] = snap["high_order_pages"] // 512
+        # The most thp_ratio_0pass can be with the per-CPU lists as they
+        # are: their pages are not in the buddy allocator, so at best every
+        # buddy page is in a 2 MiB block. In the fragmented scenarios the
+        # lists hold what the fragmenter's exit freed after the inflation.
+        usable = (s0["free_pages"] + r["pcp_pages_0pass"]) // 512 * 512
+        r["thp_ratio_0pass_bound"] = round(min(usable, s0["free_pages"] // 512 * 512) / usable, 3) \
+            if usable else None
         r["compact_seconds"] = round(c1, 2)
         r["inflate_pass_seconds"] = round(r.get("precompact_seconds", 0) + r["inflate_seconds"] + c1, 2)
         r["compact_seconds_2nd_pass"] = round(c2, 2)
@@ -352,6 +359,10 @@ TARGETS = [
     ("guest thp_ratio_0pass >= 0.95",
      lambda by, n: (_v(by, "patched", "thp_ratio_0pass"),
                     _v(by, "patched", "thp_ratio_0pass") >= 0.95)),
+    ("bound on thp_ratio_0pass from the pages on the per-CPU lists at that point (not met: "
+     "below 0.95, no layout of the buddy pages meets the 0pass target)",
+     lambda by, n: (_v(by, "patched", "thp_ratio_0pass_bound"),
+                    _v(by, "patched", "thp_ratio_0pass_bound") >= 0.95)),
     ("guest thp_ratio_1pass >= 0.97 and >= recipe",
      lambda by, n: (_v(by, "patched", "thp_ratio_1pass"),
                     _v(by, "patched", "thp_ratio_1pass") >= max(0.97, _v(by, "recipe", "thp_ratio_1pass")))),
@@ -385,10 +396,13 @@ TARGETS = [
                     _v(by, "patched", "thp_ratio_1pass") >= _v(by, "stock", "thp_ratio_1pass")
                     and _v(by, "patched", "host_thp_retained") >= _v(by, "stock", "host_thp_retained"))
      if n.startswith("unfragmented") else (None, None)),
-    ("allocator microbenchmark within 2% of stock (n/a: the runs' ranges overlap, not resolved)",
+    # A cost: the series must not make the allocator more than 2% slower
+    # (the recipe's capped lists do); faster is not a miss.
+    ("allocator microbenchmark at most 2% slower than stock (n/a: the runs' ranges overlap, "
+     "not resolved)",
      lambda by, n: ("%s vs %s" % (_v(by, "patched", "alloc_ns_per_page"), _v(by, "stock", "alloc_ns_per_page")),
                     None if _overlap(by, "alloc_ns_per_page") else
-                    abs(_v(by, "patched", "alloc_ns_per_page") / _v(by, "stock", "alloc_ns_per_page") - 1) <= 0.02)),
+                    _v(by, "patched", "alloc_ns_per_page") / _v(by, "stock", "alloc_ns_per_page") - 1 <= 0.02)),
 ]
 
 

@@ -7,6 +7,7 @@ import re
 import time
 
 import scenario
+from harness import mem
 from harness.qemu import GuestError
 
 MB = 1 << 20
@@ -130,6 +131,13 @@ def _full_balloon_blocks(pb):
     return [b for b in pb["blocks_detail"] if b[2] == PAGEBLOCK_PAGES]
 
 
+def _whole_and_loose(pb):
+    """(first pfns of the all-balloon pageblocks, balloon pages outside
+    them), from pbmap -v detail."""
+    full = {b[0] for b in _full_balloon_blocks(pb)}
+    return full, pb["balloon_pages"] - len(full) * PAGEBLOCK_PAGES
+
+
 def pageblock_inflate(image, workdir):
     """With default settings a balloon inflated into fragmented memory takes
     whole pageblocks (the switch defaults to 2 and refuses 3), finding them
@@ -200,6 +208,54 @@ def pageblock_inflate(image, workdir):
                bin(TAIL_PAGES).count("1"), mig, outside, s2["thp_ratio"], fr["freed"], packed))
 
 
+# e2e-inflate-after-exit: at most PCP_LEFT_PER_CPU free pages per CPU may
+# stay on the per-CPU lists after inflating: one pageblock that the last
+# block allocation's refill left on the order-9 list, and up to a pageblock
+# of order-0 pages freed since. Before inflating they must hold at least
+# PCP_PREMISE, half as much again as that for the guest's 2 CPUs, or the
+# check proves nothing (a 512 MiB guest kept 4373-8635 after the exit).
+PCP_LEFT_PER_CPU = 2 * PAGEBLOCK_PAGES
+PCP_PREMISE = 3 * PCP_LEFT_PER_CPU
+
+
+def inflate_after_exit(image, workdir):
+    """A balloon that takes whole pageblocks right after a process freed
+    400 MiB first returns the free pages that the exit left on the per-CPU
+    lists to the buddy allocator (patch 18): after inflating 160 MiB at
+    default settings the lists hold at most 2 pageblocks' worth per CPU,
+    and at least 0.95 of free memory (per-CPU pages included) is in 2 MiB
+    blocks, with no compaction pass."""
+    mem_mb, balloon_mb, smp = 512, 160, 2
+    pages = balloon_mb * PAGES_PER_MB
+    with scenario.guest(image, _log(workdir, "inflate-after-exit"), workdir, mem_mb=mem_mb,
+                        smp=smp) as g:
+        g.run("echo madvise > /sys/kernel/mm/transparent_hugepage/enabled")
+        v0 = scenario.snapshot(g)["vmstat"]
+        scenario.start_fragmenter(g, 400, "none")
+        scenario.release_fragmenter(g)
+        before = scenario.pcp_pages(g)
+        if before < PCP_PREMISE:
+            raise GuestError("premise: %d free pages on the per-CPU lists after a 400 MiB exit, "
+                             "expected at least %d" % (before, PCP_PREMISE))
+        scenario.inflate_to(g, (mem_mb - balloon_mb) * MB, pages, v0["balloon_inflate"])
+        pb = scenario.pbmap(g, verbose=True)
+        whole = len(_full_balloon_blocks(pb))
+        if whole * PAGEBLOCK_PAGES < pages:
+            raise GuestError("premise: %d all-balloon pageblocks after inflating %d pages "
+                             "(not inflated in whole blocks)" % (whole, pages))
+        after = scenario.pcp_pages(g)
+        ratio = mem.thp_ratio(scenario.snapshot(g)["orders"], after)[0]
+        if after > PCP_LEFT_PER_CPU * smp or ratio < 0.95:
+            raise GuestError("after inflating %d whole pageblocks, %d free pages on the per-CPU "
+                             "lists (%d before; expected at most %d) and %.3f of free memory in "
+                             "2 MiB blocks (expected at least 0.95)"
+                             % (whole, after, before, PCP_LEFT_PER_CPU * smp, ratio))
+        scenario.assert_clean(g)
+    return ("400 MiB exit left %d free pages on the per-CPU lists; after inflating %d whole "
+            "pageblocks %d (<= %d), thp_ratio %.3f with no pass"
+            % (before, whole, after, PCP_LEFT_PER_CPU * smp, ratio))
+
+
 # Whole blocks that e2e-pageblock-inflate inflates after the loose pages.
 EXTRA_BLOCKS = 4
 
@@ -216,9 +272,7 @@ def _deflate_packed(g, mem_mb, held):
     full0 = {b[0] for b in _full_balloon_blocks(scenario.pbmap(g, verbose=True))}
     target = mem_mb * MB - (held + more) * scenario.PAGE
     scenario.inflate_to(g, target, more, g.vmstat()["balloon_inflate"])
-    pb = scenario.pbmap(g, verbose=True)
-    full = {b[0] for b in _full_balloon_blocks(pb)}
-    loose = pb["balloon_pages"] - len(full) * PAGEBLOCK_PAGES
+    full, loose = _whole_and_loose(scenario.pbmap(g, verbose=True))
     # Premise: new all-balloon blocks on top of loose pages.
     if len(full - full0) < EXTRA_BLOCKS or loose <= 0:
         raise GuestError("premise: after inflating %d pages more, %d new all-balloon pageblocks "
@@ -226,9 +280,7 @@ def _deflate_packed(g, mem_mb, held):
                          % (more, len(full - full0), EXTRA_BLOCKS, loose))
     d0 = g.vmstat()
     scenario.deflate_to(g, target + loose * scenario.PAGE, loose, d0["balloon_deflate"])
-    pb2 = scenario.pbmap(g, verbose=True)
-    full2 = {b[0] for b in _full_balloon_blocks(pb2)}
-    left = pb2["balloon_pages"] - len(full2) * PAGEBLOCK_PAGES
+    full2, left = _whole_and_loose(scenario.pbmap(g, verbose=True))
     s0 = scenario.snapshot(g)
     scenario.compact(g)
     mig = scenario.snapshot(g)["vmstat"]["balloon_migrate"] - s0["vmstat"]["balloon_migrate"]
@@ -873,6 +925,7 @@ TESTS = [
     ("e2e-inflate-deflate", inflate_deflate),
     ("e2e-compaction", compaction),
     ("e2e-pageblock-inflate", pageblock_inflate),
+    ("e2e-inflate-after-exit", inflate_after_exit),
     ("e2e-cma", cma),
     ("e2e-memory-offline", offline),
     ("e2e-deflate-on-oom", deflate_on_oom),

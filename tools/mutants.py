@@ -115,6 +115,12 @@ MUTANTS = {
         "\t\tballoon_page_moved(b_dev_info, page, newpage);\n",
         "a reported migration stays counted in isolated_pages",
         [("kunit", "balloon_test_migrate_pending")]),
+    "block-no-drain": (
+        CORE,
+        "\tdrain_all_pages(NULL);\n\treturn balloon_pages_alloc_aligned(pages, pageblock_order, compact);\n",
+        "\treturn balloon_pages_alloc_aligned(pages, pageblock_order, compact);\n",
+        "balloon_pages_alloc_block() leaves the free pages on the per-CPU lists where they are",
+        [("e2e-inflate-after-exit", None)]),
     "tail-scattered": (
         "drivers/virtio/virtio_balloon.c",
         "\t    num >= 2 * VIRTIO_BALLOON_PAGES_PER_PAGE) {\n",
