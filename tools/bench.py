@@ -232,8 +232,7 @@ def run_one(name, kernel, image, workdir, rep=0, mode=None, settle=0):
         # buddy page is in a 2 MiB block. In the fragmented scenarios the
         # lists hold what the fragmenter's exit freed after the inflation.
         usable = (s0["free_pages"] + r["pcp_pages_0pass"]) // 512 * 512
-        r["thp_ratio_0pass_bound"] = round(min(usable, s0["free_pages"] // 512 * 512) / usable, 3) \
-            if usable else None
+        r["thp_ratio_0pass_bound"] = round(s0["free_pages"] // 512 * 512 / usable, 3) if usable else None
         r["compact_seconds"] = round(c1, 2)
         r["inflate_pass_seconds"] = round(r.get("precompact_seconds", 0) + r["inflate_seconds"] + c1, 2)
         r["compact_seconds_2nd_pass"] = round(c2, 2)
