@@ -185,15 +185,19 @@ def timed_balloon(g, target_bytes, counter, expect_pages, base, timeout=900):
     """Move the balloon to target_bytes as inflate_to()/deflate_to() do,
     timed by the guest: `vmwait` polls /proc/vmstat every millisecond from
     right before the QMP request until `counter` grew by expect_pages.
-    Returns the guest's seconds from the request to the last page."""
+    Returns the guest's seconds from the request to the first page and to
+    the last one."""
     # A job of the shell, kept alive until the shell closes its fifo: the
     # guest's init is that shell, and a child ending while it reads its
     # next command line would make it exit.
     g.run("rm -f /tmp/vmwait.out /tmp/vmw; mkfifo /tmp/vmw; "
           "vmwait %s %d %d >/tmp/vmwait.out 2>&1 </tmp/vmw & echo $! >/tmp/vmw.pid; "
           "exec 4>/tmp/vmw" % (counter, expect_pages, timeout))
+    # vmwait's clock runs from its start: ask for the target as soon as
+    # it has started.  A 0.5 s poll here put 0 or 0.5 s of waiting, at
+    # random, into every figure.
     g.wait_until(lambda: "vmwait: started" in g.read("/tmp/vmwait.out"), 30,
-                 "vmwait to start")
+                 "vmwait to start", interval=0.01)
     _balloon_to(g, target_bytes, counter, expect_pages, base, timeout)
     out = g.wait_until(lambda: (lambda o: "done=" in o and o)(g.read("/tmp/vmwait.out")), 30,
                        "vmwait to report %s +%d" % (counter, expect_pages))
@@ -202,7 +206,7 @@ def timed_balloon(g, target_bytes, counter, expect_pages, base, timeout=900):
     if not m or float(m.group(2)) < 0:
         raise qemu.GuestError("vmwait did not see %s grow by %d: %s"
                               % (counter, expect_pages, out.strip()))
-    return float(m.group(2))
+    return float(m.group(1)), float(m.group(2))
 
 
 def thp_user_fraction(g, margin_mb=32):
