@@ -218,6 +218,39 @@ PCP_LEFT_PER_CPU = 2 * PAGEBLOCK_PAGES
 PCP_PREMISE = 3 * PCP_LEFT_PER_CPU
 
 
+# How long a balloon request may take to reach the driver, as vmwait sees it.
+REQUEST_LATENCY_MAX = 0.25
+
+
+def timed_requests(image, workdir, cycles=4, balloon_mb=32):
+    """The benchmark's inflate and deflate times are the guest's, from
+    vmwait's start to the last page (scenario.timed_balloon()). They mean
+    that only if the host sends the request as soon as vmwait runs: each
+    of `cycles` inflations and deflations by balloon_mb must see its
+    first page within REQUEST_LATENCY_MAX seconds of vmwait's start
+    (0.01-0.06 s is usual; a 0.5 s host poll put 0.5 s into about half
+    of them)."""
+    mem_mb = 512
+    pages = balloon_mb * PAGES_PER_MB
+    seen = []
+    with scenario.guest(image, _log(workdir, "timed-requests"), workdir, mem_mb=mem_mb) as g:
+        for _ in range(cycles):
+            for target, counter in (((mem_mb - balloon_mb) * MB, "balloon_inflate"),
+                                    (mem_mb * MB, "balloon_deflate")):
+                base = g.vmstat()[counter]
+                first, done = scenario.timed_balloon(g, target, counter, pages, base)
+                seen.append((counter, first, done))
+        scenario.assert_clean(g)
+    late = [(c, f) for c, f, _ in seen if f > REQUEST_LATENCY_MAX]
+    if len(seen) != 2 * cycles or late:
+        raise GuestError("%d timed requests (expected %d); first page later than %.2f s after "
+                         "vmwait started: %s" % (len(seen), 2 * cycles, REQUEST_LATENCY_MAX,
+                                                  ", ".join("%s %.3f s" % x for x in late)))
+    return "%d timed requests, first page after %.3f-%.3f s, last after %.3f-%.3f s" % (
+        len(seen), min(f for _, f, _ in seen), max(f for _, f, _ in seen),
+        min(d for _, _, d in seen), max(d for _, _, d in seen))
+
+
 def inflate_after_exit(image, workdir):
     """A balloon that takes whole pageblocks right after a process freed
     400 MiB first returns the free pages that the exit left on the per-CPU
@@ -926,6 +959,7 @@ TESTS = [
     ("e2e-compaction", compaction),
     ("e2e-pageblock-inflate", pageblock_inflate),
     ("e2e-inflate-after-exit", inflate_after_exit),
+    ("e2e-timed-requests", timed_requests),
     ("e2e-cma", cma),
     ("e2e-memory-offline", offline),
     ("e2e-deflate-on-oom", deflate_on_oom),
