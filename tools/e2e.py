@@ -289,6 +289,91 @@ def inflate_after_exit(image, workdir):
             % (before, whole, after, PCP_LEFT_PER_CPU * smp, ratio))
 
 
+# e2e-compaction-packs: long-lived pages (KEEP_MB of shmem written at boot,
+# like a guest's page cache) that the inflation's compaction moves must end
+# up in few pageblocks: after the fragmenter of a 2 GiB guest exits, at most
+# SCATTERED_MAX blocks that were free at boot may hold used pages (none of
+# them balloon pages). 17-25 with patch 19 (five runs), 76-165 without
+# (mutant compaction-sprays, four runs); without the shmem file the test
+# kernel's own long-lived pages sit in blocks with unmovable pages, which
+# async compaction skips, and the count was 9-11 either way. The inflation must
+# have compacted at least PACK_PREMISE_BLOCKS blocks, and at least
+# PACK_PREMISE_MOVED used pages must sit in blocks free at boot (long-lived
+# pages were moved), for the count to mean anything.
+KEEP_MB = 16
+SCATTERED_MAX = 40
+PACK_PREMISE_BLOCKS = 64
+PACK_PREMISE_MOVED = 1024
+
+
+def _shmem_kb(g):
+    return int(re.search(r"^Shmem:\s+(\d+) kB", g.read("/proc/meminfo"), re.M).group(1))
+
+
+def compaction_packs(image, workdir):
+    """An inflation in whole pageblocks into fragmented memory runs direct
+    compaction for pageblock-order allocations; the pages it moves, some
+    of them long-lived, must fill few target blocks rather than a few
+    pages in each of many (patch 19). A 2 GiB guest writes KEEP_MB of
+    shmem that stays, fragments 1600 MiB at random, inflates 30% at
+    default settings (premise: at least PACK_PREMISE_BLOCKS blocks more
+    than were free, with direct compaction stalls counted), then the
+    fragmenter exits: at most SCATTERED_MAX blocks that were free at boot
+    may still hold used pages."""
+    mem_mb, frag_mb = 2048, 1600
+    balloon_mb = mem_mb * 3 // 10
+    pages = balloon_mb * PAGES_PER_MB
+    with scenario.guest(image, _log(workdir, "compaction-packs"), workdir, mem_mb=mem_mb) as g:
+        g.run("echo madvise > /sys/kernel/mm/transparent_hugepage/enabled")
+        v0 = scenario.snapshot(g)["vmstat"]
+        shmem0 = _shmem_kb(g)
+        g.run("dd if=/dev/zero of=/keep bs=1M count=%d 2>/dev/null" % KEEP_MB)
+        # Shmem is a global count: other tmpfs pages may come and go.
+        if _shmem_kb(g) - shmem0 < KEEP_MB * 1024 * 9 // 10:
+            raise GuestError("premise: Shmem grew by %d kB after writing %d MiB to /keep "
+                             "(expected at least %d)"
+                             % (_shmem_kb(g) - shmem0, KEEP_MB, KEEP_MB * 1024 * 9 // 10))
+        boot = {b[0]: b for b in scenario.pbmap(g, verbose=True)["blocks_detail"]}
+        fr = scenario.start_fragmenter(g, frag_mb, "random")
+        free_blocks = scenario.pbmap(g)["free"]
+        need = pages // PAGEBLOCK_PAGES - free_blocks
+        if need < PACK_PREMISE_BLOCKS:
+            raise GuestError("premise: %d free pageblocks after fragmenting, so inflating %d "
+                             "blocks compacts only %d (expected at least %d)"
+                             % (free_blocks, pages // PAGEBLOCK_PAGES, need, PACK_PREMISE_BLOCKS))
+        v1 = g.vmstat()
+        scenario.inflate_to(g, (mem_mb - balloon_mb) * MB, pages, v0["balloon_inflate"])
+        v2 = g.vmstat()
+        stalls = v2["compact_stall"] - v1["compact_stall"]
+        moved = v2["pgmigrate_success"] - v1["pgmigrate_success"]
+        whole = len(_full_balloon_blocks(scenario.pbmap(g, verbose=True)))
+        if whole * PAGEBLOCK_PAGES < pages or not stalls:
+            raise GuestError("premise: %d all-balloon pageblocks for %d pages, %d direct "
+                             "compaction stalls (expected whole blocks and at least one stall)"
+                             % (whole, pages, stalls))
+        scenario.release_fragmenter(g)
+        after = scenario.pbmap(g, verbose=True)["blocks_detail"]
+        # (first pfn, free, balloon, other, hole) per block
+        scattered = [b for b in after if b[3] and not b[2] and not b[4]
+                     and b[0] in boot and boot[b[0]][1] == PAGEBLOCK_PAGES]
+        used = sum(b[3] for b in scattered)
+        if used < PACK_PREMISE_MOVED:
+            raise GuestError("premise: %d used pages in pageblocks that were free at boot after "
+                             "the fragmenter's exit (expected at least %d: long-lived pages "
+                             "moved by the inflation's compaction)" % (used, PACK_PREMISE_MOVED))
+        if len(scattered) > SCATTERED_MAX:
+            raise GuestError("%d pageblocks that were free at boot hold %d used pages after "
+                             "the fragmenter's exit (expected at most %d blocks); the "
+                             "inflation's compaction moved %d pages in %d stalls"
+                             % (len(scattered), used, SCATTERED_MAX, moved, stalls))
+        scenario.assert_clean(g)
+    return ("%d MiB shmem kept; fragmenter freed %d pages; %d free pageblocks, inflating %d "
+            "compacted %d more (%d stalls, %d pages moved); after the exit %d blocks free at "
+            "boot hold %d used pages (<= %d blocks)"
+            % (KEEP_MB, fr["freed"], free_blocks, pages // PAGEBLOCK_PAGES, need, stalls, moved,
+               len(scattered), used, SCATTERED_MAX))
+
+
 # Whole blocks that e2e-pageblock-inflate inflates after the loose pages.
 EXTRA_BLOCKS = 4
 
@@ -960,6 +1045,7 @@ TESTS = [
     ("e2e-pageblock-inflate", pageblock_inflate),
     ("e2e-inflate-after-exit", inflate_after_exit),
     ("e2e-timed-requests", timed_requests),
+    ("e2e-compaction-packs", compaction_packs),
     ("e2e-cma", cma),
     ("e2e-memory-offline", offline),
     ("e2e-deflate-on-oom", deflate_on_oom),

@@ -121,6 +121,14 @@ MUTANTS = {
         "\treturn balloon_pages_alloc_aligned(pages, pageblock_order, compact);\n",
         "balloon_pages_alloc_block() leaves the free pages on the per-CPU lists where they are",
         [("e2e-inflate-after-exit", None)]),
+    "compaction-sprays": (
+        "mm/compaction.c",
+        "\tif (cc->direct_compaction && cc->mode == MIGRATE_ASYNC &&\n"
+        "\t    cc->order < pageblock_order)\n",
+        "\tif (cc->direct_compaction && cc->mode == MIGRATE_ASYNC)\n",
+        "async direct compaction for a pageblock takes its targets one free chunk at a time, "
+        "spreading the pages it moves over many blocks",
+        [("e2e-compaction-packs", None)]),
     "tail-scattered": (
         "drivers/virtio/virtio_balloon.c",
         "\t    num >= 2 * VIRTIO_BALLOON_PAGES_PER_PAGE) {\n",
