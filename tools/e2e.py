@@ -306,10 +306,6 @@ PACK_PREMISE_BLOCKS = 64
 PACK_PREMISE_MOVED = 1024
 
 
-def _shmem_kb(g):
-    return int(re.search(r"^Shmem:\s+(\d+) kB", g.read("/proc/meminfo"), re.M).group(1))
-
-
 def compaction_packs(image, workdir):
     """An inflation in whole pageblocks into fragmented memory runs direct
     compaction for pageblock-order allocations; the pages it moves, some
@@ -326,13 +322,14 @@ def compaction_packs(image, workdir):
     with scenario.guest(image, _log(workdir, "compaction-packs"), workdir, mem_mb=mem_mb) as g:
         g.run("echo madvise > /sys/kernel/mm/transparent_hugepage/enabled")
         v0 = scenario.snapshot(g)["vmstat"]
-        shmem0 = _shmem_kb(g)
+        shmem0 = g.meminfo()["Shmem"]
         g.run("dd if=/dev/zero of=/keep bs=1M count=%d 2>/dev/null" % KEEP_MB)
         # Shmem is a global count: other tmpfs pages may come and go.
-        if _shmem_kb(g) - shmem0 < KEEP_MB * 1024 * 9 // 10:
+        grown = g.meminfo()["Shmem"] - shmem0
+        if grown < KEEP_MB * 1024 * 9 // 10:
             raise GuestError("premise: Shmem grew by %d kB after writing %d MiB to /keep "
                              "(expected at least %d)"
-                             % (_shmem_kb(g) - shmem0, KEEP_MB, KEEP_MB * 1024 * 9 // 10))
+                             % (grown, KEEP_MB, KEEP_MB * 1024 * 9 // 10))
         boot = {b[0]: b for b in scenario.pbmap(g, verbose=True)["blocks_detail"]}
         fr = scenario.start_fragmenter(g, frag_mb, "random")
         free_blocks = scenario.pbmap(g)["free"]
@@ -347,10 +344,12 @@ def compaction_packs(image, workdir):
         stalls = v2["compact_stall"] - v1["compact_stall"]
         moved = v2["pgmigrate_success"] - v1["pgmigrate_success"]
         whole = len(_full_balloon_blocks(scenario.pbmap(g, verbose=True)))
-        if whole * PAGEBLOCK_PAGES < pages or not stalls:
+        # A block allocation may fail now and then (one run in about ten
+        # had 306 of 307); its pages come as aligned runs instead.
+        if whole * PAGEBLOCK_PAGES < pages * 9 // 10 or not stalls:
             raise GuestError("premise: %d all-balloon pageblocks for %d pages, %d direct "
-                             "compaction stalls (expected whole blocks and at least one stall)"
-                             % (whole, pages, stalls))
+                             "compaction stalls (expected at least 90%% of the pages in whole "
+                             "blocks and at least one stall)" % (whole, pages, stalls))
         scenario.release_fragmenter(g)
         after = scenario.pbmap(g, verbose=True)["blocks_detail"]
         # (first pfn, free, balloon, other, hole) per block
