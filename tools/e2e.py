@@ -273,9 +273,9 @@ def inflate_after_exit(image, workdir):
         if before < PCP_PREMISE:
             raise GuestError("premise: %d free pages on the per-CPU lists after a 400 MiB exit, "
                              "expected at least %d" % (before, PCP_PREMISE))
-        # One block first: the lists must be empty right after it, before
-        # their own decay (an eighth of their limit per second) or anything
-        # else has had time to shrink them.
+        # One block first: the lists must be down to the bound right after
+        # it, before their own decay (an eighth of their limit per second)
+        # or anything else has had time to shrink them.
         scenario.inflate_to(g, mem_mb * MB - PAGEBLOCK_PAGES * scenario.PAGE, PAGEBLOCK_PAGES,
                             v0["balloon_inflate"])
         first = scenario.pcp_pages(g)
