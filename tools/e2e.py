@@ -1050,6 +1050,69 @@ def kunit(image, workdir, name="kunit"):
                      for s in want)
 
 
+# e2e-incomplete-blocks: pageblocks that hold a reserved page (pbmap's
+# "hole" column counts reserved and absent pages) can never be free; the
+# balloon takes their free pages first (patches 21-22) and compaction
+# leaves them there (patch 20).
+INCOMPLETE_PREMISE = 512     # free pages in such blocks before inflating
+INCOMPLETE_TAKEN = 0.75      # share of them the balloon must hold after it
+INCOMPLETE_PASS_MOVED = 256   # pages the pass must migrate to mean anything
+
+
+def _incomplete(pb):
+    """{first pfn: (free, balloon)} of the pageblocks with reserved or
+    absent pages that also hold pages the guest can use."""
+    return {b[0]: (b[1], b[2]) for b in pb["blocks_detail"]
+            if b[4] and b[4] < PAGEBLOCK_PAGES}
+
+
+def incomplete_blocks(image, workdir):
+    """A 512 MiB guest fragments 400 MiB at random, inflates 30% at default
+    settings, and the fragmenter exits: the balloon must hold at least
+    INCOMPLETE_TAKEN of the free pages that the pageblocks holding reserved
+    pages had before (premise: at least INCOMPLETE_PREMISE of them). Then
+    one compact_memory pass (premise: it migrated at least
+    INCOMPLETE_PASS_MOVED pages) must leave every such block with at least
+    as many balloon pages as before it."""
+    mem_mb, balloon_mb = 512, 160
+    pages = balloon_mb * PAGES_PER_MB
+    with scenario.guest(image, _log(workdir, "incomplete-blocks"), workdir,
+                        mem_mb=mem_mb) as g:
+        v0 = scenario.snapshot(g)["vmstat"]
+        scenario.start_fragmenter(g, 400, "random")
+        before = _incomplete(scenario.pbmap(g, verbose=True))
+        free_before = sum(f for f, _ in before.values())
+        if free_before < INCOMPLETE_PREMISE:
+            raise GuestError("premise: %d free pages in %d pageblocks with reserved pages "
+                             "before inflating, expected at least %d"
+                             % (free_before, len(before), INCOMPLETE_PREMISE))
+        scenario.inflate_to(g, (mem_mb - balloon_mb) * MB, pages, v0["balloon_inflate"])
+        scenario.release_fragmenter(g)
+        inflated = _incomplete(scenario.pbmap(g, verbose=True))
+        held = sum(b for _, b in inflated.values())
+        if held < INCOMPLETE_TAKEN * free_before:
+            raise GuestError("the balloon holds %d pages in pageblocks with reserved pages, "
+                             "which had %d free pages before inflating (expected at least "
+                             "%.0f%% of them)" % (held, free_before, 100 * INCOMPLETE_TAKEN))
+        s1 = scenario.snapshot(g)["vmstat"]
+        scenario.compact(g)
+        s2 = scenario.snapshot(g)["vmstat"]
+        moved = s2["pgmigrate_success"] - s1["pgmigrate_success"]
+        if moved < INCOMPLETE_PASS_MOVED:
+            raise GuestError("premise: the pass migrated %d pages, expected at least %d"
+                             % (moved, INCOMPLETE_PASS_MOVED))
+        after = _incomplete(scenario.pbmap(g, verbose=True))
+        lost = {pfn: (b, after.get(pfn, (0, 0))[1]) for pfn, (_, b) in inflated.items()
+                if after.get(pfn, (0, 0))[1] < b}
+        if lost:
+            raise GuestError("the pass took balloon pages out of pageblocks with reserved "
+                             "pages (first pfn: before, after): %s" % sorted(lost.items()))
+        scenario.assert_clean(g)
+    return ("%d pageblocks with reserved pages had %d free pages; the balloon holds %d there "
+            "after inflating; a pass that migrated %d pages left all of them"
+            % (len(before), free_before, held, moved))
+
+
 TESTS = [
     ("e2e-inflate-deflate", inflate_deflate),
     ("e2e-compaction", compaction),
@@ -1057,6 +1120,7 @@ TESTS = [
     ("e2e-inflate-after-exit", inflate_after_exit),
     ("e2e-timed-requests", timed_requests),
     ("e2e-compaction-packs", compaction_packs),
+    ("e2e-incomplete-blocks", incomplete_blocks),
     ("e2e-cma", cma),
     ("e2e-memory-offline", offline),
     ("e2e-deflate-on-oom", deflate_on_oom),

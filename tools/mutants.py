@@ -129,6 +129,19 @@ MUTANTS = {
         "async direct compaction for a pageblock takes its targets one free chunk at a time, "
         "spreading the pages it moves over many blocks",
         [("e2e-compaction-packs", None)]),
+    "incomplete-skipped": (
+        "drivers/virtio/virtio_balloon.c",
+        "\t\tnum_pfns = balloon_pages_alloc_incomplete(pages, max);\n",
+        "\t\tnum_pfns = balloon_pages_alloc_incomplete(pages, 0 * max);\n",
+        "virtio_balloon takes whole pageblocks before the free pages of blocks that can never "
+        "be free",
+        [("e2e-incomplete-blocks", None)]),
+    "incomplete-moved": (
+        "mm/compaction.c",
+        "\t\t\t\tif (PageOffline(page) &&\n",
+        "\t\t\t\tif (0 && PageOffline(page) &&\n",
+        "compaction moves balloon pages out of pageblocks that can never be free",
+        [("e2e-incomplete-blocks", None)]),
     "tail-scattered": (
         "drivers/virtio/virtio_balloon.c",
         "\t    num >= 2 * VIRTIO_BALLOON_PAGES_PER_PAGE) {\n",
