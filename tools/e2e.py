@@ -131,6 +131,13 @@ def _full_balloon_blocks(pb):
     return [b for b in pb["blocks_detail"] if b[2] == PAGEBLOCK_PAGES]
 
 
+def _incomplete(pb):
+    """{first pfn: (free, balloon)} of the pageblocks with reserved or
+    absent pages that also hold pages the guest can use."""
+    return {b[0]: (b[1], b[2]) for b in pb["blocks_detail"]
+            if b[4] and b[4] < PAGEBLOCK_PAGES}
+
+
 def _whole_and_loose(pb):
     """(first pfns of the all-balloon pageblocks, balloon pages outside
     them), from pbmap -v detail."""
@@ -1065,13 +1072,6 @@ def kunit(image, workdir, name="kunit"):
 INCOMPLETE_PREMISE = 512     # free pages in such blocks before inflating
 INCOMPLETE_TAKEN = 0.75      # share of them the balloon must hold after it
 INCOMPLETE_PASS_MOVED = 256   # pages the pass must migrate to mean anything
-
-
-def _incomplete(pb):
-    """{first pfn: (free, balloon)} of the pageblocks with reserved or
-    absent pages that also hold pages the guest can use."""
-    return {b[0]: (b[1], b[2]) for b in pb["blocks_detail"]
-            if b[4] and b[4] < PAGEBLOCK_PAGES}
 
 
 def incomplete_blocks(image, workdir):
