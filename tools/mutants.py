@@ -142,6 +142,13 @@ MUTANTS = {
         "\t\t\t\tif (0 && PageOffline(page) &&\n",
         "compaction moves balloon pages out of pageblocks that can never be free",
         [("e2e-incomplete-blocks", None)]),
+    "dequeue-splits-early": (
+        CORE,
+        "\t       moved < BALLOON_DEQUEUE_MOVES_MAX &&\n",
+        "\t       moved < BALLOON_DEQUEUE_MOVES &&\n",
+        "a deflation splits a whole pageblock once it has moved eight blocks' pages, before "
+        "reaching the loose pages behind them (patch 22 reverted)",
+        [("e2e-pageblock-inflate", None)]),
     "tail-scattered": (
         "drivers/virtio/virtio_balloon.c",
         "\t    num >= 2 * VIRTIO_BALLOON_PAGES_PER_PAGE) {\n",
