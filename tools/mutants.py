@@ -142,6 +142,13 @@ MUTANTS = {
         "\t\t\t\tif (0 && PageOffline(page) &&\n",
         "compaction moves balloon pages out of pageblocks that can never be free",
         [("e2e-incomplete-blocks", None)]),
+    "never-free-ignores-reserved": (
+        "mm/page_alloc.c",
+        "\t\tif (PageReserved(pfn_to_page(pfn)))\n",
+        "\t\tif (0 && PageReserved(pfn_to_page(pfn)))\n",
+        "pageblock_never_free() misses reserved pages: compaction empties, and the balloon "
+        "fills, only blocks that cross a zone boundary",
+        [("kunit", "balloon_test_never_free_block"), ("e2e-incomplete-blocks", None)]),
     "dequeue-splits-early": (
         CORE,
         "\t       moved < BALLOON_DEQUEUE_MOVES_MAX &&\n",
