@@ -262,11 +262,16 @@ def inflate_after_exit(image, workdir):
     """A balloon that takes whole pageblocks right after a process freed
     400 MiB first returns the free pages that the exit left on the per-CPU
     lists to the buddy allocator (patch 18): right after its first
-    pageblock, and again after inflating 160 MiB at default settings, the
-    lists hold at most 2 pageblocks' worth per CPU, and at least 0.95 of
-    free memory (per-CPU pages included) is in 2 MiB blocks, with no
-    compaction pass. The first check is the sharp one: over the whole
-    inflation the lists can shrink without the drain too (testing.md)."""
+    pageblock the lists hold at most 2 pageblocks' worth per CPU, and
+    after inflating 160 MiB at default settings at least 0.95 of free
+    memory (per-CPU pages counted as not in blocks) is in 2 MiB blocks,
+    with no compaction pass. The first check is the sharp one: over the
+    whole inflation the lists can shrink without the drain too
+    (testing.md). The lists after the whole inflation are reported, not
+    bounded: the drain comes before each block, and what is freed after
+    the last one (its compaction's sources, say) may stay there; one CI
+    run of 2026-12-07 saw 2647 pages there, against 720-830 in a dozen
+    others, with the ratio at 0.961."""
     mem_mb, balloon_mb, smp = 512, 160, 2
     pages = balloon_mb * PAGES_PER_MB
     with scenario.guest(image, _log(workdir, "inflate-after-exit"), workdir, mem_mb=mem_mb,
@@ -302,15 +307,15 @@ def inflate_after_exit(image, workdir):
                              "in whole blocks)" % (whole, kept, pages))
         after = scenario.pcp_pages(g)
         ratio = mem.thp_ratio(scenario.snapshot(g)["orders"], after)[0]
-        if after > PCP_LEFT_PER_CPU * smp or ratio < 0.95:
-            raise GuestError("after inflating %d whole pageblocks, %d free pages on the per-CPU "
-                             "lists (%d before; expected at most %d) and %.3f of free memory in "
-                             "2 MiB blocks (expected at least 0.95)"
-                             % (whole, after, before, PCP_LEFT_PER_CPU * smp, ratio))
+        if ratio < 0.95:
+            raise GuestError("after inflating %d whole pageblocks, %.3f of free memory in 2 MiB "
+                             "blocks (expected at least 0.95), %d free pages on the per-CPU "
+                             "lists (%d before, %d after the first pageblock)"
+                             % (whole, ratio, after, before, first))
         scenario.assert_clean(g)
-    return ("400 MiB exit left %d free pages on the per-CPU lists; %d after one pageblock, "
-            "%d after inflating %d whole pageblocks (<= %d each time), thp_ratio %.3f with no "
-            "pass" % (before, first, after, whole, PCP_LEFT_PER_CPU * smp, ratio))
+    return ("400 MiB exit left %d free pages on the per-CPU lists; %d after one pageblock "
+            "(<= %d); %d after inflating %d whole pageblocks, thp_ratio %.3f with no pass"
+            % (before, first, PCP_LEFT_PER_CPU * smp, after, whole, ratio))
 
 
 # e2e-compaction-packs: long-lived pages (KEEP_MB of shmem written at boot,
