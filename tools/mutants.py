@@ -98,7 +98,11 @@ MUTANTS = {
         [("e2e-pageblock-inflate", None)]),
     "block-pfn-order": (
         CORE,
+        # The loop of balloon_pages_alloc_aligned(); patch 21's helper has one
+        # like it, one tab deeper.
+        "\tsplit_page(page, order);\n\tfor (i = 0; i < 1UL << order; i++)\n"
         "\t\tlist_add_tail(&page[i].lru, pages);\n",
+        "\tsplit_page(page, order);\n\tfor (i = 0; i < 1UL << order; i++)\n"
         "\t\tlist_add(&page[i].lru, pages);\n",
         "a block's (or a run's) pages reach the list highest PFN first",
         [("kunit", "balloon_test_alloc_block"), ("kunit", "balloon_test_alloc_aligned")]),
