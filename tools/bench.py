@@ -301,6 +301,14 @@ def summarize(runs):
     return out
 
 
+def summarize_scenario(by):
+    """Each kernel's summary and the two ratio columns, from by["runs"]."""
+    for k in KERNELS:
+        by[k] = summarize(by["runs"][k])
+    by["ratio"] = ratios(by["patched"], by["stock"])
+    by["ratio_recipe"] = ratios(by["patched"], by["recipe"])
+
+
 def ratios(num, den):
     """metric -> num/den of the medians, None where either is missing or 0."""
     return {m: (round(num[m] / den[m], 3) if den.get(m) and num.get(m) is not None else None)
@@ -515,10 +523,7 @@ def main():
         # that a fix of summarize() reaches results already taken.
         for by in res["scenarios"].values():
             if all(k in by.get("runs", {}) for k in KERNELS):
-                for k in KERNELS:
-                    by[k] = summarize(by["runs"][k])
-                by["ratio"] = ratios(by["patched"], by["stock"])
-                by["ratio_recipe"] = ratios(by["patched"], by["recipe"])
+                summarize_scenario(by)
         with open(os.path.join(RESULTS, "bench.json"), "w") as f:
             json.dump(res, f, indent=2)
         md = render(res)
@@ -561,10 +566,8 @@ def main():
                 runs[kernel].append(run_one(name, kernel, images[kernel], workdir, rep,
                                             settle=args.settle))
                 log("bench: done in %.0f s" % (time.monotonic() - t0))
-        by = {k: summarize(runs[k]) for k in KERNELS}
-        by["ratio"] = ratios(by["patched"], by["stock"])
-        by["ratio_recipe"] = ratios(by["patched"], by["recipe"])
-        by["runs"] = runs
+        by = {"runs": runs}
+        summarize_scenario(by)
         res["scenarios"][name] = by
     res["accel"] = sorted({r["accel"] for by in res["scenarios"].values()
                            for k in KERNELS for r in by["runs"][k]})
