@@ -28,12 +28,16 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 import kbuild  # noqa: E402
 from kbuild import TOP, BUILD, BuildError, series_files  # noqa: E402
 import e2e  # noqa: E402  (tools/e2e.py)
+import objdiff  # noqa: E402  (tools/objdiff.py)
 
 SRC = os.path.join(BUILD, "check", "src")
 OBJ = os.path.join(BUILD, "check", "obj-test")
 # Every x86 balloon driver the series touches (ci/configs/drivers.config),
 # built at every prefix and checked by sparse.
 DRV_OBJ = os.path.join(BUILD, "check", "obj-drivers")
+# The base's build of the objects the page allocator runs, kept by
+# bisect-build for allocator-code.
+BASE_ALLOC = os.path.join(BUILD, "check", "base-alloc")
 RESULTS = os.path.join(BUILD, "results")
 LOGS = os.path.join(RESULTS, "logs")
 IDENTITY = "Balloon Series <balloon-series@localhost.invalid>"
@@ -313,6 +317,7 @@ def t_bisect(log):
     need_tree()
     base = build_at("base", log)
     log.write("base W=1 findings: %d\n" % len(base))
+    objdiff.stash(OBJ, BASE_ALLOC, git("rev-parse", "base"))
     lines = []
     for i, (sha, f) in enumerate(S.commits, 1):
         try:
@@ -333,6 +338,36 @@ def ensure_tip_built(log):
     kbuild.configure(SRC, OBJ, ["test"], log=log.name)
     kbuild.make(SRC, OBJ, "bzImage", log=log.name)
     return os.path.join(OBJ, "arch/x86/boot/bzImage")
+
+
+def t_alloc_code(log):
+    """The page allocator runs the same machine code with the series as
+    without it (tools/objdiff.py: every function of the objects an
+    anonymous fault and its free go through, test config), apart from the
+    exempt ones, each of which says why it costs the allocator nothing;
+    the function the series adds there is seen."""
+    need_tree()
+    rev = git("rev-parse", "base")
+    if not objdiff.stashed(BASE_ALLOC, rev):
+        checkout("base", log)
+        kbuild.configure(SRC, OBJ, ["test"], log=log.name)
+        kbuild.make(SRC, OBJ, *objdiff.OBJECTS, log=log.name)
+        objdiff.stash(OBJ, BASE_ALLOC, rev)
+    ensure_tip_built(log)
+    res = objdiff.compare(BASE_ALLOC, OBJ)
+    log.write(json.dumps(res, indent=1) + "\n")
+    if res["unexplained"]:
+        raise Fail("the series changes code the page allocator runs: %s"
+                   % "; ".join(res["unexplained"]))
+    # Proof that the comparison ran and sees a change: enough functions,
+    # and the one the series adds to mm/page_alloc.o.
+    if res["identical"] < 300:
+        raise Fail("only %d functions compared (want at least 300): %s"
+                   % (res["identical"], json.dumps(res["objects"])))
+    if "pageblock_never_free added (mm/page_alloc.o)" not in res["exempt"]:
+        raise Fail("the comparison did not see pageblock_never_free(), which the series adds "
+                   "to mm/page_alloc.o: %s" % objdiff.summary(res))
+    return objdiff.summary(res)
 
 
 def t_harness_qmp(log):
@@ -1170,6 +1205,7 @@ TESTS = [
     ("checkpatch", t_checkpatch),
     ("kconfig", t_kconfig),
     ("bisect-build", t_bisect),
+    ("allocator-code", t_alloc_code),
     ("harness-qmp", t_harness_qmp),
     ("boot-balloon", t_boot),
 ] + [(name, t_e2e(fn)) for name, fn in e2e.TESTS] + [
