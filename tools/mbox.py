@@ -82,7 +82,7 @@ def bench_table():
     when a make bench left one, else from the copy in Documentation/results."""
     path = os.path.join(BUILD, "results", "bench.json")
     if not os.path.exists(path):
-        path = os.path.join(TOP, "Documentation", "results", "2026-12-07-bench-23.json")
+        path = os.path.join(TOP, "Documentation", "results", "2026-12-08-bench-fresh.json")
     res = json.load(open(path))
     rows = [("guest THP ratio after inflation", "thp_ratio_0pass", "%.3f"),
             ("guest THP ratio after one pass", "thp_ratio_1pass", "%.3f"),
