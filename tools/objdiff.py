@@ -55,7 +55,7 @@ EXEMPT.update((f, "runs per second or per read of a /proc file; loops over the n
                   "one more with NR_BALLOON_PAGES (patch 3)")
               for f in ("fold_diff", "refresh_cpu_vm_stats", "need_update", "cpu_vm_stats_fold",
                         "vmstat_refresh", "vmstat_start", "vmstat_next", "vmstat_show",
-                        "zoneinfo_show_print", "node_read_vmstat"))
+                        "zoneinfo_show_print"))
 
 _FUNC = re.compile(r"^[0-9a-f]+ <(.+)>:$")
 _ADDR = re.compile(r"^\s*[0-9a-f]+:\s*")
