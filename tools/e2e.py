@@ -149,8 +149,9 @@ def pageblock_inflate(image, workdir):
     """With default settings a balloon inflated into fragmented memory takes
     whole pageblocks (the switch defaults to 2 and refuses 3), finding them
     by compaction when too few are free, and a further request of less
-    than a block (375 pages) in aligned runs, in at most 7 pageblocks,
-    rather than as scattered pages; one compact_memory pass then moves no page out of a pageblock that is
+    than a block (375 pages) in aligned runs, in at most 7 pageblocks and
+    as runs of distinct power-of-two sizes (what each block gained adds up
+    without a carry), rather than as scattered pages; one compact_memory pass then moves no page out of a pageblock that is
     entirely balloon (at most the pages outside such blocks migrate) and
     leaves at least 0.95 of free memory in 2 MiB blocks. A deflation then
     gives back the pages outside all-balloon blocks first
@@ -467,6 +468,18 @@ def _tail_blocks(g, pb_before, target_bytes, inflated):
         raise GuestError("%d more balloon pages landed in %d pageblocks; as aligned runs they "
                          "take at most %d (first pfns: %s)"
                          % (TAIL_PAGES, len(grew), runs, sorted(grew)[:8]))
+    # The sharper check: each call takes the largest aligned run that fits
+    # what is left, so the runs are distinct powers of two, and what every
+    # block gained adds up without a carry. Scattered pages that happen to
+    # land in few blocks (the memory the inflation left free can be in 6-10
+    # blocks) do not. Blocks with reserved pages are left out: the balloon
+    # takes their free pages first, in any count.
+    never = _incomplete(pb_before)
+    counts = [c for pfn, c in grew.items() if pfn not in never]
+    if sum(bin(c).count("1") for c in counts) != bin(sum(counts)).count("1"):
+        raise GuestError("%d more balloon pages landed in %d pageblocks as %s pages: not aligned "
+                         "runs of distinct sizes" % (TAIL_PAGES, len(grew),
+                                                     "+".join(map(str, sorted(counts)))))
     return len(grew)
 
 
