@@ -35,9 +35,6 @@ OBJ = os.path.join(BUILD, "check", "obj-test")
 # Every x86 balloon driver the series touches (ci/configs/drivers.config),
 # built at every prefix and checked by sparse.
 DRV_OBJ = os.path.join(BUILD, "check", "obj-drivers")
-# The base's build of the objects the page allocator runs, kept by
-# bisect-build for allocator-code.
-BASE_ALLOC = os.path.join(BUILD, "check", "base-alloc")
 RESULTS = os.path.join(BUILD, "results")
 LOGS = os.path.join(RESULTS, "logs")
 IDENTITY = "Balloon Series <balloon-series@localhost.invalid>"
@@ -317,7 +314,7 @@ def t_bisect(log):
     need_tree()
     base = build_at("base", log)
     log.write("base W=1 findings: %d\n" % len(base))
-    objdiff.stash(OBJ, BASE_ALLOC, git("rev-parse", "base"))
+    objdiff.stash(OBJ, objdiff.BASE_STASH, git("rev-parse", "base"))
     lines = []
     for i, (sha, f) in enumerate(S.commits, 1):
         try:
@@ -347,14 +344,9 @@ def t_alloc_code(log):
     exempt ones, each of which says why it costs the allocator nothing;
     the function the series adds there is seen."""
     need_tree()
-    rev = git("rev-parse", "base")
-    if not objdiff.stashed(BASE_ALLOC, rev):
-        checkout("base", log)
-        kbuild.configure(SRC, OBJ, ["test"], log=log.name)
-        kbuild.make(SRC, OBJ, *objdiff.OBJECTS, log=log.name)
-        objdiff.stash(OBJ, BASE_ALLOC, rev)
+    objdiff.ensure_base(SRC, OBJ, log.name)
     ensure_tip_built(log)
-    res = objdiff.compare(BASE_ALLOC, OBJ)
+    res = objdiff.compare(objdiff.BASE_STASH, OBJ)
     log.write(json.dumps(res, indent=1) + "\n")
     if res["unexplained"]:
         raise Fail("the series changes code the page allocator runs: %s"

@@ -32,9 +32,6 @@ SRC = os.path.join(BUILD, "mutants", "src")
 OBJ = os.path.join(BUILD, "mutants", "obj")
 LOGS = os.path.join(BUILD, "results", "logs", "mutants")
 CORE = "mm/balloon_compaction.c"
-# The base's objects that allocator-code compares with (ci/check.py keeps
-# them there too).
-BASE_ALLOC = os.path.join(BUILD, "check", "base-alloc")
 
 # name -> (file, text of the tip, its replacement, what it breaks,
 #          [(test, case that must fail or None)]); the text and replacement
@@ -234,17 +231,11 @@ def prepare():
 def base_alloc():
     """Build the base's allocator objects (test config) for allocator-code
     if ci/check.py has not kept them; returns an error text or None."""
-    rev = sh(["git", "rev-parse", "base"], cwd=SRC).stdout.strip()
-    if objdiff.stashed(BASE_ALLOC, rev):
-        return None
     log = os.path.join(LOGS, "base-alloc-build.log")
     open(log, "w").close()
-    sh(["git", "checkout", "-q", "--detach", "base"], cwd=SRC)
     try:
-        kbuild.configure(SRC, OBJ, ["test"], log=log)
-        kbuild.make(SRC, OBJ, *objdiff.OBJECTS, log=log)
-        objdiff.stash(OBJ, BASE_ALLOC, rev)
-    except kbuild.BuildError as e:
+        objdiff.ensure_base(SRC, OBJ, log)
+    except (kbuild.BuildError, subprocess.CalledProcessError) as e:
         return "the base's allocator objects did not build: %s" % e
     finally:
         sh(["git", "checkout", "-q", "--detach", "series"], cwd=SRC)
@@ -335,7 +326,7 @@ def run_one(name):
             hit = verdict.startswith("fail")
             runs.append({"test": test, "verdict": verdict, "caught": hit})
         elif test == "allocator-code":
-            res = objdiff.compare(BASE_ALLOC, OBJ)
+            res = objdiff.compare(objdiff.BASE_STASH, OBJ)
             changed = res["unexplained"]
             verdict = ("fail: " + "; ".join(changed)) if changed else "pass: " + objdiff.summary(res)
             hit = bool(changed)

@@ -29,6 +29,11 @@ import shutil
 import subprocess
 import sys
 
+# Where make check's bisect-build keeps the base's objects (test config),
+# for the allocator-code test and the mutant runs.
+BASE_STASH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "build", "check", "base-alloc")
+
 # What an anonymous fault, its page allocation, and munmap's free run.
 OBJECTS = ["mm/page_alloc.o", "mm/memory.o", "mm/swap.o", "mm/mmu_gather.o",
            "mm/rmap.o", "mm/mmap.o", "mm/vma.o", "mm/vmstat.o",
@@ -137,6 +142,22 @@ def stashed(dest, rev):
         return open(os.path.join(dest, "rev")).read().strip() == rev
     except OSError:
         return False
+
+
+def ensure_base(src, objdir, log, rev="base", dest=BASE_STASH):
+    """Unless `dest` already holds them, check out `rev` in the kernel
+    worktree `src`, build OBJECTS with the test config in `objdir` and
+    stash them in `dest`. Leaves `src` at `rev`: the caller checks out
+    what it builds next."""
+    import kbuild   # ci/kbuild.py, on the caller's path
+    sha = subprocess.run(["git", "rev-parse", rev], cwd=src, check=True,
+                         stdout=subprocess.PIPE, text=True).stdout.strip()
+    if stashed(dest, sha):
+        return
+    subprocess.run(["git", "checkout", "-q", "-f", "--detach", rev], cwd=src, check=True)
+    kbuild.configure(src, objdir, ["test"], log=log)
+    kbuild.make(src, objdir, *OBJECTS, log=log)
+    stash(objdir, dest, sha)
 
 
 def summary(res):
